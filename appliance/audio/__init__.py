@@ -1,0 +1,1 @@
+"""Audio: PCM helpers, WAV files, the microphone and speaker adapters, earcons."""
