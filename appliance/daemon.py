@@ -1,0 +1,255 @@
+"""The orchestrator: wires the devices, the upstream link and the turn machine.
+
+Every input (a button action, a captured chunk, a played report, a link
+event) becomes a call queued on one inbox; one loop takes them in order, calls
+the turn machine with the time, then sends what the machine queued and
+performs its effects. Nothing else touches the machine, so there are no
+locks and no races. The loop sleeps until the machine's next deadline.
+
+Startup is in dependency order: microphone, speaker, button (its script
+clock starts here), ready, then the upstream link. Shutdown is the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from functools import partial
+
+from appliance.audio.earcons import Cue, render
+from appliance.audio.ports import Microphone, Speaker
+from appliance.button import Button, ButtonAction
+from appliance.config import Config
+from appliance.effects import (
+    DropSession,
+    Effect,
+    Mark,
+    PlayAudio,
+    PlayCue,
+    SessionLost,
+    SessionReady,
+    StopPlayback,
+    TurnDone,
+)
+from appliance.logs import log_event
+from appliance.realtime.session import Session
+from appliance.transport import Closed, Connected, LinkEvent, Received, Upstream
+from appliance.turn import TurnMachine
+
+logger = logging.getLogger(__name__)
+
+Observer = Callable[[Effect, float], None]
+"""Sees every effect of the core with its time (seconds, loop clock)."""
+
+DRAIN_ON_EXIT_S = 10.0
+"""How long the speaker may take to play out what is queued at a clean exit."""
+
+
+class Daemon:
+    """One appliance: devices, link and turns.
+
+    Args:
+        config: the validated configuration.
+        microphone: the audio source.
+        speaker: the audio sink.
+        button: the talk button.
+        upstream: the link to the Realtime endpoint.
+        observer: optional; sees every effect, e.g. to draw a timeline.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        microphone: Microphone,
+        speaker: Speaker,
+        button: Button,
+        upstream: Upstream,
+        observer: Observer | None = None,
+    ) -> None:
+        self._config = config
+        self._microphone = microphone
+        self._speaker = speaker
+        self._button = button
+        self._upstream = upstream
+        self._observer = observer
+        self._machine = TurnMachine(
+            min_turn_ms=config.audio.min_turn_ms,
+            max_turn_s=config.audio.max_turn_s,
+            hold_s=config.audio.hold_s,
+            response_timeout_s=config.watchdog.response_timeout_s,
+        )
+        self._inbox: asyncio.Queue[Callable[[float], None]] = asyncio.Queue()
+        self._clock: Callable[[], float] = time.monotonic  # the loop's clock, set by run()
+        self._link: int | None = None
+        self._dialled_at = 0.0
+        self.ready_at: float | None = None
+        """When the devices were open and the daemon ready (loop clock, seconds)."""
+
+    @property
+    def machine(self) -> TurnMachine:
+        """The turn machine (for inspection)."""
+        return self._machine
+
+    async def run(self) -> int:
+        """Run until cancelled, or until a finished script's last turn ended.
+
+        Returns:
+            The exit code: 0.
+        """
+        loop = asyncio.get_running_loop()
+        self._clock = loop.time
+        try:
+            await self._microphone.open(self._post_audio)
+            await self._speaker.open(self._post_played)
+            await self._button.open(self._post_button)
+            self.ready_at = loop.time()
+            logger.info("ready: devices open, connecting to the upstream")
+            async with asyncio.TaskGroup() as group:
+                link = group.create_task(self._upstream.run(self._post_link))
+                await self._serve()
+                await self._speaker.drain(DRAIN_ON_EXIT_S)
+                link.cancel()
+        finally:
+            await self._button.close()
+            await self._speaker.close()
+            await self._microphone.close()
+            logger.info("stopped")
+        return 0
+
+    # ------------------------------------------------------------------
+    # Inputs: each becomes a call on the inbox, run by _serve in order.
+
+    def _post_audio(self, pcm: bytes) -> None:
+        self._inbox.put_nowait(partial(self._machine.audio, pcm))
+
+    def _post_played(self, tag: Hashable, samples: int) -> None:
+        self._inbox.put_nowait(partial(self._machine.played, tag, samples))
+
+    def _post_button(self, action: ButtonAction) -> None:
+        machine = self._machine
+        self._inbox.put_nowait(machine.press if action == "press" else machine.release)
+
+    def _post_link(self, event: LinkEvent) -> None:
+        self._inbox.put_nowait(partial(self._on_link, event))
+
+    def _on_link(self, event: LinkEvent, now: float) -> None:
+        if isinstance(event, Connected):
+            self._link = event.link
+            self._dialled_at = event.attempt_started_at
+            upstream = self._config.upstream
+            session = Session(
+                voice=upstream.voice, instructions=upstream.instructions, name=f"c{event.link}"
+            )
+            self._machine.connected(session, now)
+        elif event.link != self._link:
+            return
+        elif isinstance(event, Received):
+            self._machine.receive(event.data, now)
+        elif isinstance(event, Closed):
+            self._link = None
+            self._machine.disconnected(event.reason, now)
+
+    # ------------------------------------------------------------------
+    # The loop
+
+    def _finished(self) -> bool:
+        button = self._config.button
+        return button.exit_after_script and self._button.exhausted and self._machine.idle
+
+    async def _serve(self) -> None:
+        machine = self._machine
+        while not self._finished():
+            deadline = machine.deadline()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    call = await self._inbox.get()
+            except TimeoutError:
+                machine.tick(self._clock())
+            else:
+                call(self._clock())
+            self._flush()
+
+    def _flush(self) -> None:
+        machine = self._machine
+        link = self._link
+        for event in machine.outgoing():
+            if link is not None:
+                self._upstream.send(link, event.to_json())
+        for effect in machine.effects():
+            self._perform(effect)
+
+    def _perform(self, effect: Effect) -> None:
+        now = self._clock()
+        if self._observer is not None:
+            self._observer(effect, now)
+        if isinstance(effect, PlayAudio):
+            self._speaker.play(effect.pcm, effect.tag)
+        elif isinstance(effect, StopPlayback):
+            self._speaker.stop()
+        elif isinstance(effect, PlayCue):
+            if self._config.audio.earcons:
+                self._speaker.play(render(Cue(effect.cue)), ("cue", effect.cue))
+        elif isinstance(effect, Mark):
+            logger.debug("turn %d: %s", effect.turn, effect.name)
+        elif isinstance(effect, TurnDone):
+            _log_turn(effect)
+        elif isinstance(effect, SessionReady):
+            connect_ms = round((now - self._dialled_at) * 1000)
+            log_event(
+                logger,
+                logging.INFO,
+                "session.ready",
+                "session %s ready in %d ms",
+                effect.session_id,
+                connect_ms,
+                session_id=effect.session_id,
+                connect_ms=connect_ms,
+            )
+        elif isinstance(effect, SessionLost):
+            log_event(
+                logger,
+                logging.WARNING,
+                "session.lost",
+                "session %s lost: %s",
+                effect.session_id or "(not created)",
+                effect.reason,
+                session_id=effect.session_id,
+                reason=effect.reason,
+            )
+        elif isinstance(effect, DropSession) and self._link is not None:
+            self._upstream.drop(self._link, effect.reason)
+
+
+def _log_turn(done: TurnDone) -> None:
+    m = done.metrics
+    figures = ", ".join(
+        f"{name} {value} ms"
+        for name, value in (
+            ("in", m.audio_in_ms),
+            ("release to commit", m.release_to_commit_ms),
+            ("commit to first audio", m.commit_to_first_audio_ms),
+            ("first audio to play", m.first_audio_to_play_ms),
+            ("out", m.audio_out_ms),
+        )
+        if value is not None
+    )
+    log_event(
+        logger,
+        logging.WARNING if m.outcome == "failed" else logging.INFO,
+        "turn.done",
+        "turn %d %s%s (%s)",
+        m.turn,
+        m.outcome.replace("_", " "),
+        f": {done.reason}" if done.reason else "",
+        figures,
+        turn=m.turn,
+        outcome=m.outcome,
+        audio_in_ms=m.audio_in_ms,
+        release_to_commit_ms=m.release_to_commit_ms,
+        commit_to_first_audio_ms=m.commit_to_first_audio_ms,
+        first_audio_to_play_ms=m.first_audio_to_play_ms,
+        audio_out_ms=m.audio_out_ms,
+    )
