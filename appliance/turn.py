@@ -286,16 +286,15 @@ class TurnMachine:
         if turn is None:
             return
         turn.sent = 0
-        if self._state is TurnState.LISTENING:
-            turn.waiting_since = now
-        elif self._state is TurnState.THINKING:
+        if turn.waiting_since is None:
+            turn.waiting_since = now  # the hold bound counts from the first loss
+        if self._state is TurnState.THINKING:
             if turn.committed_at is not None and turn.attempts >= MAX_ATTEMPTS:
                 self._fail(f"the session was lost twice during this turn: {reason}", now)
                 return
             if turn.committed_at is not None:
                 turn.attempts += 1
             turn.reset_submission()
-            turn.waiting_since = now
         elif self._state is TurnState.SPEAKING and not turn.response_done:
             self._effects.append(StopPlayback())
             self._fail(f"the session was lost during the reply: {reason}", now)

@@ -29,7 +29,7 @@ def audio_devices(config: Config) -> tuple[Microphone, Speaker]:
     if audio.backend == "file":
         return FileMicrophone(Path(audio.input)), FileSpeaker(Path(audio.output))
     raise ConfigError(
-        [f"audio.backend = {audio.backend!r} is not available yet: use \"file\" for now"]
+        [f'audio.backend = {audio.backend!r} is not available yet: use "file" for now']
     )
 
 
@@ -43,7 +43,7 @@ def talk_button(config: Config) -> Button:
     if button.backend == "script":
         return ScriptButton(button.script)
     raise ConfigError(
-        [f"button.backend = {button.backend!r} is not available yet: use \"script\" for now"]
+        [f'button.backend = {button.backend!r} is not available yet: use "script" for now']
     )
 
 

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from schema import validate_client_event
 
 from appliance.errors import LocalProtocolError, RemoteProtocolError, SessionFailed
 from appliance.realtime import events
 from appliance.realtime.session import Session, SessionState
-from schema import validate_client_event
 
 PTT_SESSION = {
     "type": "realtime",
@@ -112,7 +112,7 @@ def test_update_that_does_not_confirm_push_to_talk_fails(problem: dict[str, Any]
 
 def test_first_event_must_be_session_created() -> None:
     session = Session(voice="marin", instructions="x")
-    with pytest.raises(SessionFailed, match="session.created"):
+    with pytest.raises(SessionFailed, match=r"session\.created"):
         session.receive(updated())
 
 

@@ -1,0 +1,299 @@
+"""Tests of the WAV-file microphone and speaker, and of the audio fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import Hashable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import FakeMicrophone, FakeSpeaker
+
+from appliance.audio import pcm
+from appliance.audio.filedev import FileMicrophone, FileSpeaker
+from appliance.audio.ports import Microphone, Speaker
+from appliance.audio.wav import read_wav_pcm24k, write_wav
+from appliance.errors import AudioFileError
+
+PERIOD_S = pcm.PERIOD_MS / 1000
+EPSILON_S = 1e-6
+"""Float rounding between the adapter's deadline arithmetic and the test's."""
+
+
+def test_real_adapters_satisfy_protocols(tmp_path: Path) -> None:
+    _mic: Microphone = FileMicrophone(tmp_path / "in.wav")
+    _speaker: Speaker = FileSpeaker(tmp_path / "out.wav")
+
+
+def write_stereo_44k(path: Path, seconds: float) -> None:
+    rng = np.random.default_rng(1)
+    frames = (rng.uniform(-0.3, 0.3, (round(seconds * 44_100), 2)) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44_100)
+        w.writeframes(frames.tobytes())
+
+
+def test_microphone_delivers_file_then_silence_on_schedule(tmp_path: Path) -> None:
+    path = tmp_path / "in.wav"
+    write_stereo_44k(path, 0.1)  # 5 periods, the last one partial after conversion
+    converted = read_wav_pcm24k(path)
+    chunks: list[bytes] = []
+    arrivals: list[float] = []
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        mic = FileMicrophone(path)
+        opened = loop.time()
+
+        enough = asyncio.Event()
+
+        def sink(chunk: bytes) -> None:
+            chunks.append(chunk)
+            arrivals.append(loop.time())
+            if len(chunks) == 10:
+                enough.set()
+
+        await mic.open(sink)
+        async with asyncio.timeout(10):  # a safety net, not a timing assertion
+            await enough.wait()
+        await mic.close()
+        await mic.close()  # idempotent
+        return opened
+
+    opened = asyncio.run(scenario())
+    assert all(len(chunk) == pcm.PERIOD_BYTES for chunk in chunks)
+    joined = b"".join(chunks)
+    assert joined[: len(converted)] == converted
+    assert joined[len(converted) :] == bytes(len(joined) - len(converted))
+    for n, arrived in enumerate(arrivals):
+        assert arrived >= opened + (n + 1) * PERIOD_S - EPSILON_S, n
+
+
+def test_microphone_late_loop_catches_up_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "ramp.wav"
+    ramp = np.arange(pcm.PERIOD_SAMPLES * 8, dtype="<i2")
+    write_wav(path, ramp.tobytes())
+    chunks: list[bytes] = []
+
+    async def scenario() -> None:
+        mic = FileMicrophone(path)
+        await mic.open(chunks.append)
+        # Block the event loop: 5 periods fall due while nothing runs.
+        await asyncio.sleep(0)
+        blocked_until = asyncio.get_running_loop().time() + 5.5 * PERIOD_S
+        while asyncio.get_running_loop().time() < blocked_until:
+            pass
+        for _ in range(5):  # a few loop iterations, no real time: the timer fires once
+            await asyncio.sleep(0)
+        caught_up = len(chunks)
+        await mic.close()
+        assert caught_up >= 5
+
+    asyncio.run(scenario())
+    assert b"".join(chunks) == ramp.tobytes()[: len(chunks) * pcm.PERIOD_BYTES]
+
+
+def test_microphone_fake_clock_never_early(tmp_path: Path) -> None:
+    path = tmp_path / "in.wav"
+    write_wav(path, bytes(pcm.PERIOD_BYTES * 3))
+    now = [100.0]
+    chunks: list[float] = []
+
+    async def scenario() -> None:
+        mic = FileMicrophone(path, clock=lambda: now[0])
+        three = asyncio.Event()
+
+        def sink(_chunk: bytes) -> None:
+            chunks.append(now[0])
+            if len(chunks) == 3:
+                three.set()
+
+        await mic.open(sink)
+        for _ in range(6):
+            await asyncio.sleep(0.001)  # the fake clock has not moved: nothing due
+        assert chunks == []
+        now[0] += 3 * PERIOD_S + 1e-9
+        async with asyncio.timeout(10):  # a safety net, not a timing assertion
+            await three.wait()
+        await asyncio.sleep(2 * PERIOD_S)
+        await mic.close()
+
+    asyncio.run(scenario())
+    assert len(chunks) == 3
+
+
+def test_microphone_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.wav"
+    path.write_bytes(b"not a wave file, really not")
+
+    async def scenario() -> None:
+        mic = FileMicrophone(path)
+        with pytest.raises(AudioFileError, match=r"garbage\.wav"):
+            await mic.open(lambda _chunk: None)
+        await mic.close()
+
+    asyncio.run(scenario())
+
+
+def read_back(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as r:
+        assert (r.getnchannels(), r.getsampwidth(), r.getframerate()) == (1, 2, pcm.RATE_HZ)
+        return r.readframes(r.getnframes())
+
+
+def segment(value: int, samples: int) -> bytes:
+    return np.full(samples, value, dtype="<i2").tobytes()
+
+
+def test_speaker_writes_segments_in_order_and_reports_per_tag(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    # Lengths chosen so that boundaries fall inside periods.
+    segments = [("a", segment(1, 700)), ("b", segment(2, 100)), ("c", segment(3, 1300))]
+    reports: list[tuple[Hashable, int]] = []
+    mid_run: list[bytes] = []
+
+    async def scenario() -> None:
+        speaker = FileSpeaker(path)
+        await speaker.open(lambda tag, n: reports.append((tag, n)))
+        assert read_back(path) == b""  # a valid empty WAV from the start
+        for tag, data in segments:
+            speaker.play(data, tag)
+        assert speaker.queued_samples == 2100
+        await asyncio.sleep(3 * PERIOD_S)
+        mid_run.append(read_back(path))  # valid while still open
+        await speaker.drain(5.0)
+        assert speaker.queued_samples == 0
+        await asyncio.sleep(2 * PERIOD_S)  # idle time writes nothing
+        await speaker.close()
+        await speaker.close()  # idempotent
+
+    asyncio.run(scenario())
+    everything = b"".join(data for _, data in segments)
+    assert read_back(path) == everything
+    assert len(mid_run[0]) > 0 and everything.startswith(mid_run[0])
+    for tag, data in segments:
+        assert sum(n for t, n in reports if t == tag) == len(data) // 2
+    # Period by period: the reports of one tick add up to at most one period.
+    tags = [str(t) for t, _ in reports]
+    assert tags == sorted(tags)
+    assert ("b", 100) in reports  # "b" fits inside the second period, between "a" and "c"
+    assert reports[:3] == [("a", 480), ("a", 220), ("b", 100)]
+
+
+def test_speaker_paces_playback(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    times: list[float] = []
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        speaker = FileSpeaker(path)
+        opened = loop.time()
+        await speaker.open(lambda _tag, _n: times.append(loop.time()))
+        speaker.play(segment(5, pcm.PERIOD_SAMPLES * 4), "x")
+        await speaker.drain(5.0)
+        await speaker.close()
+        return opened
+
+    opened = asyncio.run(scenario())
+    assert len(times) == 4
+    for n, t in enumerate(times):
+        assert t >= opened + (n + 1) * PERIOD_S - EPSILON_S
+
+
+def test_speaker_stop_drops_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    reports: list[tuple[Hashable, int]] = []
+
+    async def scenario() -> None:
+        speaker = FileSpeaker(path)
+        playing = asyncio.Event()
+
+        def report(tag: Hashable, samples: int) -> None:
+            reports.append((tag, samples))
+            playing.set()
+
+        await speaker.open(report)
+        speaker.play(segment(7, pcm.RATE_HZ * 10), "long")
+        speaker.play(segment(8, 100), "next")
+        async with asyncio.timeout(10):  # a safety net, not a timing assertion
+            await playing.wait()
+        speaker.stop()
+        assert speaker.queued_samples == 0
+        await speaker.drain(0.001)  # returns at once: the queue is empty
+        await asyncio.sleep(3 * PERIOD_S)
+        speaker.play(segment(9, 10), "after")
+        await speaker.drain(5.0)
+        await speaker.close()
+
+    asyncio.run(scenario())
+    written = np.frombuffer(read_back(path), dtype="<i2")
+    played_long = sum(n for t, n in reports if t == "long")
+    assert 0 < played_long < pcm.RATE_HZ
+    assert "next" not in [t for t, _ in reports]
+    assert list(written) == [7] * played_long + [9] * 10
+
+
+def test_speaker_close_discards_queue_and_drain_times_out(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+
+    async def scenario() -> None:
+        speaker = FileSpeaker(path)
+        await speaker.open(lambda _tag, _n: None)
+        speaker.play(segment(1, pcm.RATE_HZ * 10), "long")
+        await speaker.drain(2 * PERIOD_S)  # times out without raising
+        assert speaker.queued_samples > 0
+        await speaker.close()
+        assert speaker.queued_samples == 0
+
+    asyncio.run(scenario())
+    assert len(read_back(path)) % pcm.SAMPLE_BYTES == 0
+
+
+def test_speaker_unwritable_path(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        speaker = FileSpeaker(tmp_path / "nope" / "out.wav")
+        with pytest.raises(AudioFileError, match="nope"):
+            await speaker.open(lambda _tag, _n: None)
+        await speaker.close()
+
+    asyncio.run(scenario())
+
+
+def test_fake_speaker_reports_like_the_real_one() -> None:
+    reports: list[tuple[Hashable, int]] = []
+
+    async def scenario() -> None:
+        speaker = FakeSpeaker()
+        await speaker.open(lambda tag, n: reports.append((tag, n)))
+        speaker.play(segment(1, 300), "a")
+        speaker.play(segment(2, 300), "b")
+        assert speaker.advance(480) == 480
+        assert reports == [("a", 300), ("b", 180)]
+        speaker.stop()
+        assert speaker.advance(480) == 0
+        await speaker.drain(0.001)
+        assert speaker.plays == [(segment(1, 300), "a"), (segment(2, 300), "b")]
+        assert speaker.stops == 1
+        await speaker.close()
+
+    asyncio.run(scenario())
+
+
+def test_fake_microphone_pushes_synchronously() -> None:
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        mic = FakeMicrophone()
+        await mic.open(received.append)
+        mic.push_periods(2, value=3)
+        await mic.close()
+        assert (mic.opens, mic.closes) == (1, 1)
+        with pytest.raises(RuntimeError):
+            mic.push(b"\x00\x00")
+
+    asyncio.run(scenario())
+    assert received == [segment(3, pcm.PERIOD_SAMPLES)] * 2
