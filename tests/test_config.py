@@ -620,12 +620,30 @@ def test_key_file_that_is_a_folder(tmp_path: Path) -> None:
 
 
 def test_unreadable_key_file(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode, so 'permission denied' can't be made")
+    """Root reads any file, so as root the load runs in a forked child that became nobody."""
     key_file = write_key(tmp_path, mode=0o000)
-    with pytest.raises(ConfigError) as info:
-        config.load(None, env={}, overrides={"upstream.api_key_file": key_file})
-    assert "Permission denied" in info.value.problems[0]
+    if os.geteuid() != 0:
+        with pytest.raises(ConfigError) as info:
+            config.load(None, env={}, overrides={"upstream.api_key_file": key_file})
+        assert "Permission denied" in info.value.problems[0]
+        return
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, try, report through the pipe, never return
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            config.load(None, env={}, overrides={"upstream.api_key_file": key_file})
+        except ConfigError as exc:
+            os.write(writable, exc.problems[0].encode())
+        finally:
+            os._exit(0)
+    os.close(writable)
+    with os.fdopen(readable, "rb") as pipe:
+        problem = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert "Permission denied" in problem
+    assert "sk-" not in problem
 
 
 # The key never shows

@@ -65,6 +65,7 @@ async def run_daemon(
     *,
     script: Sequence[tuple[float, str]],
     faults: Faults | None = None,
+    later_faults: Faults | None = None,
     chunk_interval_s: float = 0.005,
     overrides: dict[str, object] | None = None,
     time_limit_s: float = 30.0,
@@ -100,8 +101,16 @@ async def run_daemon(
         effects: list[tuple[Effect, float]] = []
         daemon = build_daemon(config, observer=lambda effect, now: effects.append((effect, now)))
         run = Run(daemon, emulator, microphone, out_path, effects)
+
+        async def relent() -> None:
+            await emulator.wait_for(lambda: bool(emulator.connections), timeout_s=time_limit_s)
+            emulator.faults = later_faults or Faults()
+
+        relenting = asyncio.create_task(relent()) if later_faults is not None else None
         async with asyncio.timeout(time_limit_s):
             assert await run.daemon.run() == 0
+        if relenting is not None:
+            relenting.cancel()
     assert violations == [], violations
     return run
 
@@ -184,3 +193,28 @@ def test_rejected_session_update_means_the_session_is_never_used(tmp_path: Path)
         assert types <= {"session.update"}, types
     (turn,) = run.turns()
     assert turn.outcome == "failed"
+
+
+def test_a_connection_lost_mid_turn_costs_nothing_the_person_said(tmp_path: Path) -> None:
+    """The link dies without a close frame 0.6 s into the turn; the next session gets it all."""
+
+    run = asyncio.run(
+        run_daemon(
+            tmp_path,
+            script=[(0.2, "press"), (2.2, "release")],
+            faults=Faults(drop_after_appends=30),
+            later_faults=Faults(),
+        )
+    )
+    first, second = run.emulator.connections
+    assert first.close_code != 1000
+    assert run.received("input_audio_buffer.commit") == [
+        m for m in second.received if m["type"] == "input_audio_buffer.commit"
+    ]
+    assert len(run.received("input_audio_buffer.commit")) == 1
+    (turn,) = run.turns()
+    assert turn.outcome == "replied"
+    resent = appended(second)
+    assert pcm.bytes_to_ms(len(resent)) == turn.audio_in_ms >= 1900
+    assert run.microphone.find(resent) != -1, "the turn is not one contiguous stretch"
+    assert run.played() == resent

@@ -25,6 +25,8 @@ class Faults:
     """Wait this long before answering a valid ``session.update`` (seconds)."""
     reject_update: bool = False
     """Answer each ``session.update`` with an ``invalid_value`` error, no ``session.updated``."""
+    drop_after_appends: int | None = None
+    """Abort the connection, with no close frame, on this many ``input_audio_buffer.append``."""
 
 
 @dataclass(eq=False)

@@ -196,7 +196,7 @@ class Emulator:
                 return
             inbox: asyncio.Queue[dict[str, Any] | Problem | None] = asyncio.Queue()
             tasks.append(asyncio.create_task(self._process(conversation, inbox, link, faults)))
-            await self._read(ws, record, inbox)
+            await self._read(ws, record, inbox, faults)
         finally:
             for task in tasks:
                 task.cancel()
@@ -217,8 +217,10 @@ class Emulator:
         ws: ServerConnection,
         record: Connection,
         inbox: asyncio.Queue[dict[str, Any] | Problem | None],
+        faults: Faults,
     ) -> None:
         """Record each client message as it arrives and queue it for processing."""
+        appends = 0
         try:
             async for raw in ws:
                 try:
@@ -242,6 +244,12 @@ class Emulator:
                 record.log.append(("client", message))
                 _notify(self._observer, "client", message)
                 inbox.put_nowait(message)
+                if message.get("type") == "input_audio_buffer.append":
+                    appends += 1
+                    if appends == faults.drop_after_appends:
+                        logger.info("fault: dropping the connection after %d appends", appends)
+                        ws.transport.abort()
+                        return
         except ConnectionClosed as exc:
             logger.debug("connection lost: %s", exc)
         finally:
