@@ -22,6 +22,7 @@ from appliance.audio import pcm
 from appliance.audio.wav import read_wav_pcm24k, write_wav
 from appliance.effects import Effect, Mark, SessionReady, TurnDone
 from appliance.emulator import Emulator
+from appliance.emulator import Observer as EmulatorObserver
 from appliance.wiring import build_daemon
 
 LEAD_IN_S = 0.8
@@ -56,6 +57,10 @@ class Timeline:
             self.points.append((now, f"session ready ({effect.session_id})"))
         elif isinstance(effect, TurnDone):
             self.outcome = effect
+            first_audio = [at for at, label in self.points if label == _MARK_LABELS["first_audio"]]
+            delay_ms = effect.metrics.first_audio_to_play_ms
+            if first_audio and delay_ms is not None:
+                self.points.append((first_audio[0] + delay_ms / 1000, "first reply audio played"))
 
     def render(self, start: float) -> str:
         """The timeline as lines of milliseconds since ``start``."""
@@ -81,6 +86,7 @@ async def run_demo(
     reply: Literal["echo", "tone"] = "echo",
     earcons: bool = False,
     out: TextIO,
+    observer: EmulatorObserver | None = None,
 ) -> int:
     """Run one turn against a local emulator and print its timeline to ``out``.
 
@@ -90,6 +96,7 @@ async def run_demo(
         reply: the emulator's reply mode.
         earcons: whether the cues are played (and so written) too.
         out: where the timeline is printed.
+        observer: sees every message the emulator receives and sends.
 
     Returns:
         0 when the turn was answered, 1 otherwise.
@@ -109,7 +116,7 @@ async def run_demo(
         key_file.touch(mode=0o600)
         key_file.write_text(key + "\n")
         release_at = LEAD_IN_S + speech_s + HOLD_AFTER_SPEECH_S
-        async with Emulator(api_key=key, reply=reply) as emulator:
+        async with Emulator(api_key=key, reply=reply, observer=observer) as emulator:
             config = config_module.load(
                 None,
                 env={},

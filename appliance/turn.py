@@ -168,7 +168,8 @@ class TurnMachine:
         self._turns = 0
         self._session: Session | None = None
         self._session_announced = False
-        self._sessions_lost = 0
+        self._outage_noticed = False
+        self._ever_ready = False
         self._effects: list[Effect] = []
         self._last_server_event_at = 0.0
         self.malformed_events = 0
@@ -280,28 +281,31 @@ class TurnMachine:
         session = self._session
         assert session is not None
         self._session = None
-        self._sessions_lost += 1
         self._effects.append(SessionLost(session.session_id, reason))
         turn = self._turn
         if turn is None:
             return
-        turn.sent = 0
-        if turn.waiting_since is None:
-            turn.waiting_since = now  # the hold bound counts from the first loss
-        if self._state is TurnState.THINKING:
-            if turn.committed_at is not None and turn.attempts >= MAX_ATTEMPTS:
+        if self._state is TurnState.SPEAKING:
+            if not turn.response_done:
+                self._effects.append(StopPlayback())
+                self._fail(f"the session was lost during the reply: {reason}", now)
+            return  # a reply that arrived whole plays on
+        self._outage_noticed = True
+        if self._state is TurnState.THINKING and turn.committed_at is not None:
+            if turn.attempts >= MAX_ATTEMPTS:
                 self._fail(f"the session was lost twice during this turn: {reason}", now)
                 return
-            if turn.committed_at is not None:
-                turn.attempts += 1
-            turn.reset_submission()
-        elif self._state is TurnState.SPEAKING and not turn.response_done:
-            self._effects.append(StopPlayback())
-            self._fail(f"the session was lost during the reply: {reason}", now)
+            turn.attempts += 1
+        turn.reset_submission()  # the next session gets the whole turn again (R2)
+        if turn.waiting_since is None:
+            turn.waiting_since = now  # the hold bound counts from the first loss
 
     def _on_ready(self, session: Session, now: float) -> None:
         self._effects.append(SessionReady(session.session_id or "?"))
-        if self._sessions_lost:
+        self._ever_ready = True
+        if self._outage_noticed:
+            # Only after an outage the person ran into, never at random times.
+            self._outage_noticed = False
             self._effects.append(PlayCue("reconnected"))
         turn = self._turn
         if turn is None or self._state is TurnState.SPEAKING:
@@ -332,6 +336,7 @@ class TurnMachine:
                 session.clear()
         else:
             turn.waiting_since = now
+            self._outage_noticed |= self._ever_ready
 
     def release(self, now: float) -> None:
         """The button came up."""

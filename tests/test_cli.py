@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -44,10 +45,18 @@ def key_file(tmp_path: Path) -> Path:
     return path
 
 
+def run_demo(**kwargs: Any) -> tuple[int, str]:
+    observer, violations = schema_observer()
+    out = io.StringIO()
+    code = asyncio.run(demo.run_demo(out=out, observer=observer, **kwargs))
+    assert violations == [], violations
+    return code, out.getvalue()
+
+
 def test_demo_prints_a_timeline_and_writes_the_echoed_speech(tmp_path: Path) -> None:
     reply = tmp_path / "reply.wav"
-    result = appliance("demo", "--output", str(reply))
-    assert result.returncode == 0, result.stderr
+    code, printed = run_demo(input_wav=None, output_wav=reply)
+    assert code == 0, printed
     for label in (
         "daemon ready",
         "session ready",
@@ -55,9 +64,10 @@ def test_demo_prints_a_timeline_and_writes_the_echoed_speech(tmp_path: Path) -> 
         "button released",
         "turn committed",
         "first reply audio received",
+        "first reply audio played",
         "last reply audio played",
     ):
-        assert label in result.stdout
+        assert label in printed
     speech = read_wav_pcm24k(demo.bundled_sample())
     lead = bytes(pcm.ms_to_bytes(demo.LEAD_IN_S * 1000))
     microphone = lead + speech + bytes(pcm.ms_to_bytes(demo.TAIL_S * 1000))
@@ -81,10 +91,8 @@ def test_demo_takes_any_wav_and_a_tone_reply(tmp_path: Path) -> None:
         w.setframerate(44_100)
         w.writeframes(stereo.tobytes())
     reply = tmp_path / "tone.wav"
-    result = appliance(
-        "demo", "--input", str(source), "--output", str(reply), "--reply", "tone", "--earcons"
-    )
-    assert result.returncode == 0, result.stderr
+    code, printed = run_demo(input_wav=source, output_wav=reply, reply="tone", earcons=True)
+    assert code == 0, printed
     assert pcm.bytes_to_ms(len(read_wav_pcm24k(reply))) > 1200  # the tone plus the cues
 
 

@@ -476,3 +476,22 @@ def test_connecting_twice_without_losing_is_a_bug() -> None:
     h.connect()
     with pytest.raises(LocalProtocolError):
         h.machine.connected(Session(voice="marin", instructions="x"), 0.0)
+
+
+def test_reconnected_cue_only_after_an_outage_the_person_ran_into() -> None:
+    h = Harness()
+    h.connect()
+    h.lose()  # idle: nobody noticed
+    h.connect()
+    assert PlayCue("reconnected") not in h.effects
+    h.lose()
+    h.press()  # pressed while offline
+    h.connect()
+    assert h.effects.count(PlayCue("reconnected")) == 1
+
+
+def test_first_session_after_a_press_at_start_up_is_no_reconnection() -> None:
+    h = Harness()
+    h.press()
+    h.connect()
+    assert PlayCue("reconnected") not in h.effects
