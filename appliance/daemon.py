@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from functools import partial
 
 from appliance.audio.earcons import Cue, render
@@ -35,8 +35,9 @@ from appliance.effects import (
 )
 from appliance.logs import log_event
 from appliance.realtime.session import Session
-from appliance.transport import Closed, Connected, LinkEvent, Received, Upstream
-from appliance.turn import TurnMachine
+from appliance.status import Companion, Health, Phase, Status
+from appliance.transport import Closed, Connected, LinkEvent, Received, Retrying, Upstream
+from appliance.turn import TurnMachine, TurnState
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,15 @@ Observer = Callable[[Effect, float], None]
 
 DRAIN_ON_EXIT_S = 10.0
 """How long the speaker may take to play out what is queued at a clean exit."""
+
+ERROR_SHOWN_S = 5.0
+"""How long a failed turn shows the error status before the normal one returns."""
+
+_TURN_PHASES = {
+    TurnState.LISTENING: Phase.LISTENING,
+    TurnState.THINKING: Phase.THINKING,
+    TurnState.SPEAKING: Phase.SPEAKING,
+}
 
 
 class Daemon:
@@ -57,6 +67,7 @@ class Daemon:
         button: the talk button.
         upstream: the link to the Realtime endpoint.
         observer: optional; sees every effect, e.g. to draw a timeline.
+        companions: follow the daemon's life and status (LED, systemd, ...).
     """
 
     def __init__(
@@ -68,6 +79,7 @@ class Daemon:
         button: Button,
         upstream: Upstream,
         observer: Observer | None = None,
+        companions: Sequence[Companion] = (),
     ) -> None:
         self._config = config
         self._microphone = microphone
@@ -75,6 +87,7 @@ class Daemon:
         self._button = button
         self._upstream = upstream
         self._observer = observer
+        self._companions = tuple(companions)
         self._machine = TurnMachine(
             min_turn_ms=config.audio.min_turn_ms,
             max_turn_s=config.audio.max_turn_s,
@@ -87,6 +100,16 @@ class Daemon:
         self._dialled_at = 0.0
         self.ready_at: float | None = None
         """When the devices were open and the daemon ready (loop clock, seconds)."""
+        self.health = Health()
+        """Signs of life for watchdogs."""
+        self._status = Status(Phase.STARTING)
+        self._offline: str | None = None
+        self._error: tuple[str, float] | None = None
+
+    @property
+    def status(self) -> Status:
+        """What the appliance is doing now."""
+        return self._status
 
     @property
     def machine(self) -> TurnMachine:
@@ -107,12 +130,20 @@ class Daemon:
             await self._button.open(self._post_button)
             self.ready_at = loop.time()
             logger.info("ready: devices open, connecting to the upstream")
+            for companion in self._companions:
+                companion.started()
+            self._show(Status(Phase.CONNECTING))
             async with asyncio.TaskGroup() as group:
-                link = group.create_task(self._upstream.run(self._post_link))
+                background = [group.create_task(self._upstream.run(self._post_link))]
+                background += [group.create_task(c.run(self.health)) for c in self._companions]
                 await self._serve()
                 await self._speaker.drain(DRAIN_ON_EXIT_S)
-                link.cancel()
+                for task in background:
+                    task.cancel()
         finally:
+            self._show(Status(Phase.STOPPING))
+            for companion in self._companions:
+                companion.stopping()
             await self._button.close()
             await self._speaker.close()
             await self._microphone.close()
@@ -123,6 +154,7 @@ class Daemon:
     # Inputs: each becomes a call on the inbox, run by _serve in order.
 
     def _post_audio(self, pcm: bytes) -> None:
+        self.health.audio_at = self._clock()
         self._inbox.put_nowait(partial(self._machine.audio, pcm))
 
     def _post_played(self, tag: Hashable, samples: int) -> None:
@@ -144,6 +176,8 @@ class Daemon:
                 voice=upstream.voice, instructions=upstream.instructions, name=f"c{event.link}"
             )
             self._machine.connected(session, now)
+        elif isinstance(event, Retrying):
+            self._offline = f"reconnecting in {event.delay_s:.0f} s ({event.cause})"
         elif event.link != self._link:
             return
         elif isinstance(event, Received):
@@ -162,7 +196,8 @@ class Daemon:
     async def _serve(self) -> None:
         machine = self._machine
         while not self._finished():
-            deadline = machine.deadline()
+            deadlines = [machine.deadline(), self._error[1] if self._error else None]
+            deadline = min((d for d in deadlines if d is not None), default=None)
             try:
                 async with asyncio.timeout_at(deadline):
                     call = await self._inbox.get()
@@ -170,7 +205,33 @@ class Daemon:
                 machine.tick(self._clock())
             else:
                 call(self._clock())
+            self.health.loop_at = self._clock()
             self._flush()
+            self._show(self._current_status(self._clock()))
+
+    def _current_status(self, now: float) -> Status:
+        phase = _TURN_PHASES.get(self._machine.state)
+        if phase is not None:
+            return Status(phase)
+        if self._error is not None:
+            reason, until = self._error
+            if now < until:
+                return Status(Phase.ERROR, reason)
+            self._error = None
+        session = self._machine.session
+        if session is not None and session.ready:
+            return Status(Phase.READY)
+        if self._offline is None:
+            return Status(Phase.CONNECTING)
+        return Status(Phase.OFFLINE, self._offline)
+
+    def _show(self, status: Status) -> None:
+        if status == self._status:
+            return
+        self._status = status
+        logger.debug("status: %s", status.text())
+        for companion in self._companions:
+            companion.status(status)
 
     def _flush(self) -> None:
         machine = self._machine
@@ -196,7 +257,10 @@ class Daemon:
             logger.debug("turn %d: %s", effect.turn, effect.name)
         elif isinstance(effect, TurnDone):
             _log_turn(effect)
+            if effect.metrics.outcome == "failed":
+                self._error = (effect.reason or "the turn failed", now + ERROR_SHOWN_S)
         elif isinstance(effect, SessionReady):
+            self._offline = None
             connect_ms = round((now - self._dialled_at) * 1000)
             log_event(
                 logger,
@@ -209,6 +273,7 @@ class Daemon:
                 connect_ms=connect_ms,
             )
         elif isinstance(effect, SessionLost):
+            self._offline = f"session lost ({effect.reason})"
             log_event(
                 logger,
                 logging.WARNING,

@@ -61,7 +61,15 @@ class Closed:
     reason: str
 
 
-LinkEvent: TypeAlias = Connected | Received | Closed
+@dataclass(frozen=True)
+class Retrying:
+    """No connection; the next attempt is in ``delay_s`` seconds, because of ``cause``."""
+
+    delay_s: float
+    cause: str
+
+
+LinkEvent: TypeAlias = Connected | Received | Closed | Retrying
 
 
 class Upstream(Protocol):
@@ -171,6 +179,7 @@ class WebSocketUpstream:
                         status,
                         CREDENTIALS_RETRY_S,
                     )
+                    post(Retrying(CREDENTIALS_RETRY_S, f"credential rejected (HTTP {status})"))
                     await asyncio.sleep(CREDENTIALS_RETRY_S)
                     continue
                 cause = f"upstream answered HTTP {status}"
@@ -187,6 +196,7 @@ class WebSocketUpstream:
             delay = self._backoff.delay(attempt, self._rng)
             attempt += 1
             logger.info("reconnecting in %.1f seconds: %s", delay, cause)
+            post(Retrying(delay, cause))
             await asyncio.sleep(delay)
 
     async def _connect(self) -> ClientConnection:

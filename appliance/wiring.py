@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.audio.filedev import FileMicrophone, FileSpeaker
@@ -14,6 +15,7 @@ from appliance.button import Button, ScriptButton
 from appliance.config import Config
 from appliance.daemon import Daemon, Observer
 from appliance.errors import ConfigError
+from appliance.status import Companion
 from appliance.transport import Backoff, WebSocketUpstream
 
 logger = logging.getLogger(__name__)
@@ -60,7 +62,12 @@ def upstream_link(config: Config) -> WebSocketUpstream:
     )
 
 
-def build_daemon(config: Config, *, observer: Observer | None = None) -> Daemon:
+def build_daemon(
+    config: Config,
+    *,
+    observer: Observer | None = None,
+    companions: Sequence[Companion] = (),
+) -> Daemon:
     """The daemon with the adapters ``config`` selects.
 
     Raises:
@@ -74,6 +81,7 @@ def build_daemon(config: Config, *, observer: Observer | None = None) -> Daemon:
         button=talk_button(config),
         upstream=upstream_link(config),
         observer=observer,
+        companions=companions,
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Hashable
 from appliance.audio.pcm import PERIOD_SAMPLES, SAMPLE_BYTES
 from appliance.audio.ports import ChunkSink, Microphone, PlayedReport, Speaker
 from appliance.button import Button, ButtonAction, ButtonSink
+from appliance.status import Companion, Health, Phase, Status
 
 
 class FakeMicrophone:
@@ -171,3 +172,32 @@ def _protocols_are_satisfied() -> None:
     _mic: Microphone = FakeMicrophone()
     _speaker: Speaker = FakeSpeaker()
     _button: Button = FakeButton()
+
+
+class RecordingCompanion:
+    """A companion that records the daemon's life: started, statuses, stopping."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.statuses: list[Status] = []
+        self.health: Health | None = None
+
+    def started(self) -> None:
+        self.calls.append("started")
+
+    def status(self, status: Status) -> None:
+        self.calls.append(status.text())
+        self.statuses.append(status)
+
+    def stopping(self) -> None:
+        self.calls.append("stopping")
+
+    async def run(self, health: Health) -> None:
+        self.health = health
+        await asyncio.Event().wait()
+
+    def phases(self) -> list[Phase]:
+        return [s.phase for s in self.statuses]
+
+
+_companion: Companion = RecordingCompanion()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fakes import RecordingCompanion
 from schema import schema_observer
 
 from appliance import config as config_module
@@ -24,6 +25,7 @@ from appliance.daemon import Daemon
 from appliance.demo import bundled_sample
 from appliance.effects import Effect, TurnDone, TurnMetrics
 from appliance.emulator import Connection, Emulator, Faults
+from appliance.status import Phase
 from appliance.wiring import build_daemon
 
 KEY = "sk-test-0123456789abcdef"
@@ -66,6 +68,7 @@ async def run_daemon(
     script: Sequence[tuple[float, str]],
     faults: Faults | None = None,
     later_faults: Faults | None = None,
+    companion: RecordingCompanion | None = None,
     chunk_interval_s: float = 0.005,
     overrides: dict[str, object] | None = None,
     time_limit_s: float = 30.0,
@@ -99,7 +102,11 @@ async def run_daemon(
             },
         )
         effects: list[tuple[Effect, float]] = []
-        daemon = build_daemon(config, observer=lambda effect, now: effects.append((effect, now)))
+        daemon = build_daemon(
+            config,
+            observer=lambda effect, now: effects.append((effect, now)),
+            companions=[companion] if companion else [],
+        )
         run = Run(daemon, emulator, microphone, out_path, effects)
 
         async def relent() -> None:
@@ -218,3 +225,40 @@ def test_a_connection_lost_mid_turn_costs_nothing_the_person_said(tmp_path: Path
     assert pcm.bytes_to_ms(len(resent)) == turn.audio_in_ms >= 1900
     assert run.microphone.find(resent) != -1, "the turn is not one contiguous stretch"
     assert run.played() == resent
+
+
+def test_status_follows_the_turn_and_the_link(tmp_path: Path) -> None:
+    companion = RecordingCompanion()
+    asyncio.run(
+        run_daemon(tmp_path, script=[(0.6, "press"), (1.6, "release")], companion=companion)
+    )
+    assert companion.calls[0] == "started"
+    assert companion.calls[-1] == "stopping"
+    assert companion.phases() == [
+        Phase.CONNECTING,
+        Phase.READY,
+        Phase.LISTENING,
+        Phase.THINKING,
+        Phase.SPEAKING,
+        Phase.READY,
+        Phase.STOPPING,
+    ]
+    assert companion.health is not None and companion.health.audio_at is not None
+
+
+def test_status_shows_offline_with_the_reason_and_then_the_error(tmp_path: Path) -> None:
+    companion = RecordingCompanion()
+    asyncio.run(
+        run_daemon(
+            tmp_path,
+            script=[(0.2, "press"), (1.2, "release")],
+            faults=Faults(reject_update=True),
+            overrides={"audio.hold_s": 2.0},
+            companion=companion,
+        )
+    )
+    offline = [s for s in companion.statuses if s.phase is Phase.OFFLINE]
+    assert offline and "session.update rejected" in offline[0].detail
+    assert any("reconnecting in" in s.detail for s in offline)
+    errors = [s for s in companion.statuses if s.phase is Phase.ERROR]
+    assert errors and "no upstream session" in errors[0].detail
