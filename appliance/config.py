@@ -88,6 +88,10 @@ class UpstreamConfig:
     """The system instructions of every session."""
     allow_insecure: bool = False
     """Allow ``ws://`` (no TLS) to a host that is not the loopback."""
+    context_turns: int = 5
+    """How many recent exchanges a new session is re-seeded with (0: none)."""
+    transcription_model: str = ""
+    """Transcribe the person's turns with this model, for the re-seeded context ("": off)."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class WatchdogConfig:
     """The cap on the reconnection delay (seconds)."""
     rotate_before_expiry_s: float = 300.0
     """Open the next session this many seconds before the current one expires."""
+    rejected_retry_s: float = 60.0
+    """Seconds between attempts while the upstream refuses the credential."""
 
 
 @dataclass(frozen=True)
@@ -465,6 +471,8 @@ def _check_upstream(upstream: UpstreamConfig) -> list[_Problem]:
             problems.append(_Problem("upstream.url", detail, "upstream.allow_insecure"))
     if not upstream.model.strip():
         problems.append(_Problem("upstream.model", "must not be empty"))
+    if upstream.context_turns < 0:
+        problems.append(_Problem("upstream.context_turns", "must be 0 or more"))
     if upstream.voice not in VOICES:
         hint = _did_you_mean(upstream.voice, list(VOICES))
         detail = f"expected one of {', '.join(VOICES)}, got {_show(upstream.voice)}{hint}"

@@ -26,8 +26,10 @@ from appliance.effects import (
     DropSession,
     Effect,
     Mark,
+    OpenSpare,
     PlayAudio,
     PlayCue,
+    Promote,
     SessionLost,
     SessionReady,
     StopPlayback,
@@ -93,11 +95,14 @@ class Daemon:
             max_turn_s=config.audio.max_turn_s,
             hold_s=config.audio.hold_s,
             response_timeout_s=config.watchdog.response_timeout_s,
+            rotate_before_expiry_s=config.watchdog.rotate_before_expiry_s,
+            context_turns=config.upstream.context_turns,
         )
         self._inbox: asyncio.Queue[Callable[[float], None]] = asyncio.Queue()
         self._clock: Callable[[], float] = time.monotonic  # the loop's clock, set by run()
-        self._link: int | None = None
+        self._sessions: dict[int, Session] = {}
         self._dialled_at = 0.0
+        self._spare_dialled_at = 0.0
         self.ready_at: float | None = None
         """When the devices were open and the daemon ready (loop clock, seconds)."""
         self.health = Health()
@@ -168,23 +173,38 @@ class Daemon:
         self._inbox.put_nowait(partial(self._on_link, event))
 
     def _on_link(self, event: LinkEvent, now: float) -> None:
+        if isinstance(event, Retrying):
+            self._offline = f"reconnecting in {event.delay_s:.0f} s ({event.cause})"
+            return
         if isinstance(event, Connected):
-            self._link = event.link
-            self._dialled_at = event.attempt_started_at
             upstream = self._config.upstream
             session = Session(
-                voice=upstream.voice, instructions=upstream.instructions, name=f"c{event.link}"
+                voice=upstream.voice,
+                instructions=upstream.instructions,
+                name=f"c{event.link}",
+                transcription_model=upstream.transcription_model or None,
             )
-            self._machine.connected(session, now)
-        elif isinstance(event, Retrying):
-            self._offline = f"reconnecting in {event.delay_s:.0f} s ({event.cause})"
-        elif event.link != self._link:
+            self._sessions[event.link] = session
+            if event.spare:
+                self._spare_dialled_at = event.attempt_started_at
+            else:
+                self._dialled_at = event.attempt_started_at
+            self._machine.connected(session, now, wall_s=time.time(), spare=event.spare)
             return
-        elif isinstance(event, Received):
-            self._machine.receive(event.data, now)
+        known = self._sessions.get(event.link)
+        if known is None:
+            return
+        if isinstance(event, Received):
+            self._machine.receive(known, event.data, now)
         elif isinstance(event, Closed):
-            self._link = None
-            self._machine.disconnected(event.reason, now)
+            del self._sessions[event.link]
+            self._machine.disconnected(known, event.reason, now)
+
+    def _link_of(self, name: str) -> int | None:
+        for link, session in self._sessions.items():
+            if session.name == name:
+                return link
+        return None
 
     # ------------------------------------------------------------------
     # The loop
@@ -235,8 +255,8 @@ class Daemon:
 
     def _flush(self) -> None:
         machine = self._machine
-        link = self._link
-        for event in machine.outgoing():
+        for name, event in machine.outgoing():
+            link = self._link_of(name)
             if link is not None:
                 self._upstream.send(link, event.to_json())
         for effect in machine.effects():
@@ -284,8 +304,17 @@ class Daemon:
                 session_id=effect.session_id,
                 reason=effect.reason,
             )
-        elif isinstance(effect, DropSession) and self._link is not None:
-            self._upstream.drop(self._link, effect.reason)
+        elif isinstance(effect, DropSession):
+            link = self._link_of(effect.name)
+            if link is not None:
+                self._upstream.drop(link, effect.reason)
+        elif isinstance(effect, OpenSpare):
+            self._upstream.rotate()
+        elif isinstance(effect, Promote):
+            link = self._link_of(effect.name)
+            if link is not None:
+                self._upstream.promote(link)
+            self._dialled_at = self._spare_dialled_at
 
 
 def _log_turn(done: TurnDone) -> None:

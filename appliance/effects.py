@@ -89,11 +89,35 @@ class SessionLost:
 
 @dataclass(frozen=True)
 class DropSession:
-    """The session is unusable: close its connection (the reconnect follows)."""
+    """Session ``name`` is unusable: close its connection (a reconnect follows)."""
 
+    name: str
     reason: str
 
 
+@dataclass(frozen=True)
+class OpenSpare:
+    """Open a second connection now, for the session that will replace the current one."""
+
+
+@dataclass(frozen=True)
+class Promote:
+    """Session ``name`` (the spare) takes over; close the old one's connection."""
+
+    name: str
+    session_id: str
+    old_session_id: str | None
+
+
 Effect: TypeAlias = (
-    PlayAudio | StopPlayback | PlayCue | Mark | TurnDone | SessionReady | SessionLost | DropSession
+    PlayAudio
+    | StopPlayback
+    | PlayCue
+    | Mark
+    | TurnDone
+    | SessionReady
+    | SessionLost
+    | DropSession
+    | OpenSpare
+    | Promote
 )

@@ -33,8 +33,17 @@ exceed the library's 1 MiB default; 32 MiB holds several minutes of audio
 while still bounding memory on a small board.
 """
 
-CREDENTIALS_RETRY_S = 60.0
+REJECTED_RETRY_S = 60.0
 """A rejected credential is retried at most this often (seconds), R6."""
+
+QUICK_CLOSE_S = 2.0
+"""A connection that ends sooner than this (seconds) after it opened closed quickly."""
+
+QUICK_CLOSES = 3
+"""This many quick closes in a row are treated like a rejected credential (no tight loop)."""
+
+CLOSE_TIMEOUT_S = 0.5
+"""How long the closing handshake may take before the connection is dropped (seconds)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class Connected:
 
     link: int
     attempt_started_at: float
+    spare: bool = False
+    """Opened by :meth:`Upstream.rotate`, beside the current connection."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,12 @@ class Upstream(Protocol):
     def drop(self, link: int, reason: str) -> None:
         """Close connection ``link`` because its session is unusable."""
 
+    def rotate(self) -> None:
+        """Open a spare connection beside the current one (posts Connected)."""
+
+    def promote(self, link: int) -> None:
+        """Make spare connection ``link`` the current one and close the old."""
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -114,8 +131,28 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+class _Conn:
+    """One open WebSocket: its send queue, its pump task, and how it ended."""
+
+    def __init__(self, link: int, ws: ClientConnection) -> None:
+        self.link = link
+        self.ws = ws
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.dropped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def drop(self, reason: str) -> None:
+        if not self.dropped.done():
+            self.dropped.set_result(reason)
+
+
 class WebSocketUpstream:
     """The Realtime endpoint over ``websockets``, reconnecting forever.
+
+    One connection is the primary: when it ends, the next is dialled after a
+    backoff delay. For a session rotation (R8) a spare connection can be
+    opened beside it (:meth:`rotate`) and made the primary (:meth:`promote`),
+    which closes the old one with no gap and no backoff.
 
     Args:
         url: the WebSocket endpoint, without the query.
@@ -124,6 +161,8 @@ class WebSocketUpstream:
         ping_interval_s: keepalive ping period (seconds).
         ping_timeout_s: a ping unanswered this long kills the link (seconds).
         backoff: the reconnect policy.
+        rejected_retry_s: after a rejection (401/403, or connections that
+            keep closing within ``QUICK_CLOSE_S``), wait this long (seconds).
         open_timeout_s: the handshake's time limit (seconds).
         rng: the randomness behind the jitter.
     """
@@ -137,6 +176,7 @@ class WebSocketUpstream:
         ping_interval_s: float,
         ping_timeout_s: float,
         backoff: Backoff,
+        rejected_retry_s: float = REJECTED_RETRY_S,
         open_timeout_s: float = 10.0,
         rng: random.Random | None = None,
     ) -> None:
@@ -146,61 +186,110 @@ class WebSocketUpstream:
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
         self._backoff = backoff
+        self._rejected_retry_s = rejected_retry_s
         self._open_timeout_s = open_timeout_s
         self._rng = rng or random.Random()
-        self._link = 0
-        self._queue: asyncio.Queue[str] | None = None
-        self._dropped: asyncio.Future[str] | None = None
+        self._links = 0
+        self._conns: dict[int, _Conn] = {}
+        self._primary: _Conn | None = None
+        self._spare_task: asyncio.Task[None] | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._post: Callable[[LinkEvent], None] = _nowhere
 
     def send(self, link: int, text: str) -> None:
         """Queue ``text`` for connection ``link``; dropped if that link is gone."""
-        if link == self._link and self._queue is not None:
-            self._queue.put_nowait(text)
+        conn = self._conns.get(link)
+        if conn is not None:
+            conn.queue.put_nowait(text)
 
     def drop(self, link: int, reason: str) -> None:
         """Close connection ``link`` (its session is unusable)."""
-        if link == self._link and self._dropped is not None and not self._dropped.done():
-            self._dropped.set_result(reason)
+        conn = self._conns.get(link)
+        if conn is not None:
+            conn.drop(reason)
+
+    def rotate(self) -> None:
+        """Open a spare connection beside the primary; it posts Connected when open."""
+        if self._spare_task is None or self._spare_task.done():
+            self._spare_task = asyncio.get_running_loop().create_task(self._dial_spare())
+
+    def promote(self, link: int) -> None:
+        """Make spare connection ``link`` the primary; the old primary is closed."""
+        conn = self._conns.get(link)
+        old = self._primary
+        if conn is None or conn is old:
+            return
+        self._primary = conn
+        if old is not None:
+            old.drop("rotated to a new session")
 
     async def run(self, post: Callable[[LinkEvent], None]) -> None:
         """Connect, report, reconnect, forever (until cancelled)."""
+        self._post = post
         loop = asyncio.get_running_loop()
         attempt = 0
-        while True:
-            started = loop.time()
-            try:
-                ws = await self._connect()
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status in (401, 403):
-                    logger.error(
-                        "upstream rejected the credential (HTTP %d): check the API key; "
-                        "retrying in %.0f seconds",
-                        status,
-                        CREDENTIALS_RETRY_S,
-                    )
-                    post(Retrying(CREDENTIALS_RETRY_S, f"credential rejected (HTTP {status})"))
-                    await asyncio.sleep(CREDENTIALS_RETRY_S)
-                    continue
-                cause = f"upstream answered HTTP {status}"
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
-                cause = f"cannot connect: {_describe(exc)}"
-            else:
-                self._link += 1
-                post(Connected(self._link, started))
-                reason = await self._pump(ws, self._link, post)
-                post(Closed(self._link, reason))
-                cause = reason
-                if loop.time() - started >= self._backoff.stable_s:
-                    attempt = 0
-            delay = self._backoff.delay(attempt, self._rng)
-            attempt += 1
-            logger.info("reconnecting in %.1f seconds: %s", delay, cause)
-            post(Retrying(delay, cause))
-            await asyncio.sleep(delay)
+        quick_closes = 0
+        try:
+            while True:
+                if self._primary is None:
+                    started = loop.time()
+                    try:
+                        self._primary = await self._open(started)
+                    except InvalidStatus as exc:
+                        status = exc.response.status_code
+                        if status in (401, 403):
+                            await self._wait_rejected(f"credential rejected (HTTP {status})")
+                            continue
+                        cause = f"upstream answered HTTP {status}"
+                    except (OSError, TimeoutError, InvalidHandshake) as exc:
+                        cause = f"cannot connect: {_describe(exc)}"
+                    else:
+                        continue
+                else:
+                    conn = self._primary
+                    started = loop.time()
+                    cause = await asyncio.shield(conn.ended)
+                    if self._primary is not conn:
+                        continue  # promoted away: the new primary carries on, no delay
+                    self._primary = None
+                    self._abandon_spares()
+                    lasted = loop.time() - started
+                    if lasted >= self._backoff.stable_s:
+                        attempt = 0
+                    quick_closes = quick_closes + 1 if lasted < QUICK_CLOSE_S else 0
+                    if quick_closes >= QUICK_CLOSES:
+                        quick_closes = 0
+                        await self._wait_rejected(
+                            f"{QUICK_CLOSES} connections in a row closed within "
+                            f"{QUICK_CLOSE_S:.0f} s ({cause})"
+                        )
+                        continue
+                delay = self._backoff.delay(attempt, self._rng)
+                attempt += 1
+                logger.info("reconnecting in %.1f seconds: %s", delay, cause)
+                post(Retrying(delay, cause))
+                await asyncio.sleep(delay)
+        finally:
+            await self._close_all()
 
-    async def _connect(self) -> ClientConnection:
-        return await connect(
+    def _abandon_spares(self) -> None:
+        """The primary died: a rotation under way is moot, recovery starts afresh."""
+        if self._spare_task is not None:
+            self._spare_task.cancel()
+        for conn in self._conns.values():
+            conn.drop("the current connection was lost")
+
+    async def _wait_rejected(self, cause: str) -> None:
+        logger.error(
+            "upstream refuses us: %s; check the API key; retrying in %.0f seconds",
+            cause,
+            self._rejected_retry_s,
+        )
+        self._post(Retrying(self._rejected_retry_s, cause))
+        await asyncio.sleep(self._rejected_retry_s)
+
+    async def _open(self, started: float, *, spare: bool = False) -> _Conn:
+        ws = await connect(
             self._uri,
             additional_headers=self._headers,
             compression=None,
@@ -208,17 +297,37 @@ class WebSocketUpstream:
             open_timeout=self._open_timeout_s,
             ping_interval=self._ping_interval_s,
             ping_timeout=self._ping_timeout_s,
-            close_timeout=2,
+            # A dead peer never answers the close frame: give up quickly, so
+            # a stall is noticed within ping_interval + ping_timeout + 1 s.
+            close_timeout=CLOSE_TIMEOUT_S,
             proxy=None if self._loopback else True,
         )
+        self._links += 1
+        conn = _Conn(self._links, ws)
+        self._conns[conn.link] = conn
+        self._post(Connected(conn.link, started, spare=spare))
+        task = asyncio.get_running_loop().create_task(self._pump(conn))
+        self._pumps.add(task)
+        task.add_done_callback(self._pump_ended)
+        return conn
 
-    async def _pump(
-        self, ws: ClientConnection, link: int, post: Callable[[LinkEvent], None]
-    ) -> str:
-        """Move messages both ways until the connection ends; return why it ended."""
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        dropped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._queue, self._dropped = queue, dropped
+    def _pump_ended(self, task: asyncio.Task[None]) -> None:
+        self._pumps.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("connection pump failed", exc_info=task.exception())
+
+    async def _dial_spare(self) -> None:
+        started = asyncio.get_running_loop().time()
+        try:
+            await self._open(started, spare=True)
+        except InvalidStatus as exc:
+            logger.warning("spare connection refused: HTTP %d", exc.response.status_code)
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            logger.warning("spare connection failed: %s", _describe(exc))
+
+    async def _pump(self, conn: _Conn) -> None:
+        """Move messages both ways until the connection ends; then report why."""
+        ws, link, post = conn.ws, conn.link, self._post
 
         async def read() -> str:
             async for message in ws:
@@ -227,26 +336,42 @@ class WebSocketUpstream:
 
         async def write() -> str:
             while True:
-                await ws.send(await queue.get())
+                await ws.send(await conn.queue.get())
 
-        tasks = [asyncio.ensure_future(read()), asyncio.ensure_future(write()), dropped]
+        tasks = [asyncio.ensure_future(read()), asyncio.ensure_future(write()), conn.dropped]
+        reason = "closed"
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finished = done.pop()
-            if finished is dropped:
-                reason = f"dropped: {dropped.result()}"
+            if finished is conn.dropped:
+                reason = f"dropped: {conn.dropped.result()}"
             elif isinstance(finished.exception(), ConnectionClosed):
                 reason = _close_reason(ws, "connection lost")
             else:
                 reason = finished.result()
         finally:
-            self._queue, self._dropped = None, None
             for task in tasks:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
             await ws.close()
-        return reason
+            del self._conns[link]
+            post(Closed(link, reason))
+            if not conn.ended.done():
+                conn.ended.set_result(reason)
+
+    async def _close_all(self) -> None:
+        if self._spare_task is not None:
+            self._spare_task.cancel()
+        for conn in list(self._conns.values()):
+            conn.drop("shutting down")
+        ended = [conn.ended for conn in self._conns.values()]
+        if ended:
+            await asyncio.wait(ended, timeout=CLOSE_TIMEOUT_S + 1)
+
+
+def _nowhere(event: LinkEvent) -> None:
+    """Where link events go before ``run`` is called: nowhere."""
 
 
 def _close_reason(ws: ClientConnection, what: str) -> str:

@@ -8,7 +8,12 @@ response is ever active (R3): a press during a reply stops playback, cancels
 the response and truncates the reply at the milliseconds actually played.
 A turn shorter than ``min_turn_ms`` is dropped with a cue (R4).
 
-The machine owns the current :class:`~appliance.realtime.session.Session`.
+The machine owns the current :class:`~appliance.realtime.session.Session`
+and, while a rotation is under way (R8), the spare that will replace it
+before the current one expires: the spare is switched to only once it is
+ready and no turn is in progress (make before break). Every new session is
+re-seeded with the conversation so far before it takes a turn (R9).
+
 Inputs are method calls with a timestamp ``now`` (seconds, any monotonic
 clock); outputs are the client events to send (:meth:`TurnMachine.outgoing`)
 and effects to perform (:meth:`TurnMachine.effects`). :meth:`deadline` says
@@ -20,27 +25,29 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 
 from appliance.audio import pcm
 from appliance.effects import (
     DropSession,
     Effect,
     Mark,
+    OpenSpare,
     Outcome,
     PlayAudio,
     PlayCue,
+    Promote,
     ReplyTag,
     SessionLost,
     SessionReady,
     StopPlayback,
     TurnDone,
-    TurnMetrics,
 )
 from appliance.errors import LocalProtocolError, RemoteProtocolError, SessionFailed
+from appliance.memory import Memory
 from appliance.realtime import events
 from appliance.realtime.events import ClientEvent
 from appliance.realtime.session import MIN_COMMIT_BYTES, Session
+from appliance.turnrecord import Turn
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,9 @@ RESEND_CHUNK_BYTES = 48_000
 
 MAX_ATTEMPTS = 2
 """A committed turn whose session died before any reply is sent once more."""
+
+SPARE_RETRY_S = 10.0
+"""After a spare session failed, the next rotation attempt waits this long (seconds)."""
 
 
 class TurnState(enum.Enum):
@@ -72,73 +82,6 @@ _TRANSITIONS: frozenset[tuple[TurnState, TurnState]] = frozenset(
 )
 
 
-def _ms(start: float | None, end: float | None) -> int | None:
-    """Milliseconds from ``start`` to ``end`` (seconds), if both happened."""
-    if start is None or end is None:
-        return None
-    return round((end - start) * 1000)
-
-
-@dataclass
-class Turn:
-    """One turn in progress: its audio, its submission and its reply."""
-
-    number: int
-    pressed_at: float
-    audio: bytearray = field(default_factory=bytearray)
-    """The turn's audio, kept whole until the reply starts (R2)."""
-    audio_bytes: int = 0
-    """All audio captured for the turn (bytes)."""
-    sent: int = 0
-    """Bytes of ``audio`` the current session already has."""
-    waiting_since: float | None = None
-    """Since when the turn waits for a ready session (the hold bound, R1)."""
-    released_at: float | None = None
-    attempts: int = 1
-    committed_at: float | None = None
-    create_pending: bool = False
-    """Committed, but response.create waits for an earlier response to end."""
-    response_requested: bool = False
-    """response.create was sent."""
-    response_id: str | None = None
-    response_done: bool = False
-    first_audio_at: float | None = None
-    first_play_at: float | None = None
-    reply_item_id: str | None = None
-    reply_queued: int = 0
-    """Samples of reply audio handed to the speaker."""
-    reply_played: int = 0
-    """Samples of reply audio the speaker reported as played."""
-    transcript: str = ""
-
-    @property
-    def played_ms(self) -> int:
-        """Milliseconds of the reply actually played."""
-        return pcm.samples_to_ms(self.reply_played)
-
-    def reset_submission(self) -> None:
-        """Forget what was submitted to a session that is gone."""
-        self.sent = 0
-        self.committed_at = None
-        self.create_pending = False
-        self.response_requested = False
-        self.response_id = None
-        self.response_done = False
-
-    def metrics(self, outcome: Outcome) -> TurnMetrics:
-        """The figures of this turn, ended with ``outcome``."""
-        heard = self.first_audio_at is not None
-        return TurnMetrics(
-            turn=self.number,
-            outcome=outcome,
-            audio_in_ms=pcm.bytes_to_ms(self.audio_bytes),
-            release_to_commit_ms=_ms(self.released_at, self.committed_at),
-            commit_to_first_audio_ms=_ms(self.committed_at, self.first_audio_at),
-            first_audio_to_play_ms=_ms(self.first_audio_at, self.first_play_at),
-            audio_out_ms=self.played_ms if heard else None,
-        )
-
-
 class TurnMachine:
     """Turns, their audio and their replies over a sequence of sessions.
 
@@ -149,6 +92,9 @@ class TurnMachine:
         hold_s: how long a turn may wait for a ready session before it fails.
         response_timeout_s: a requested response with no server event for
             this long means the session is dead.
+        rotate_before_expiry_s: open the next session this long before the
+            current one expires (seconds).
+        context_turns: how many exchanges to re-seed a new session with.
     """
 
     def __init__(
@@ -158,16 +104,24 @@ class TurnMachine:
         max_turn_s: float = 60.0,
         hold_s: float = 30.0,
         response_timeout_s: float = 15.0,
+        rotate_before_expiry_s: float = 300.0,
+        context_turns: int = 5,
     ) -> None:
         self._min_turn_bytes = max(pcm.ms_to_bytes(min_turn_ms), MIN_COMMIT_BYTES)
         self._max_turn_s = max_turn_s
         self._hold_s = hold_s
         self._response_timeout_s = response_timeout_s
+        self._rotate_before_expiry_s = rotate_before_expiry_s
+        self._memory = Memory(turns=context_turns)
         self._state = TurnState.IDLE
         self._turn: Turn | None = None
         self._turns = 0
         self._session: Session | None = None
-        self._session_announced = False
+        self._spare: Session | None = None
+        self._spare_requested = False
+        self._rotate_at: float | None = None
+        self._wall_offset_s: dict[str, float] = {}
+        self._announced: set[str] = set()
         self._outage_noticed = False
         self._ever_ready = False
         self._effects: list[Effect] = []
@@ -189,6 +143,11 @@ class TurnMachine:
         return self._session
 
     @property
+    def spare(self) -> Session | None:
+        """The session being prepared to replace the current one, if any."""
+        return self._spare
+
+    @property
     def idle(self) -> bool:
         """True when no turn is in progress."""
         return self._state is TurnState.IDLE
@@ -199,9 +158,14 @@ class TurnMachine:
         logger.debug("= turn state is %s", state.value)
         self._state = state
 
-    def outgoing(self) -> list[ClientEvent]:
-        """Take the client events to send on the current connection, in order."""
-        return [] if self._session is None else self._session.outgoing()
+    def outgoing(self) -> list[tuple[str, ClientEvent]]:
+        """Take the client events to send, each with the name of its session, in order."""
+        return [
+            (session.name, event)
+            for session in (self._session, self._spare)
+            if session is not None
+            for event in session.outgoing()
+        ]
 
     def effects(self) -> list[Effect]:
         """Take the effects to perform, in order."""
@@ -210,16 +174,20 @@ class TurnMachine:
 
     def deadline(self) -> float | None:
         """When :meth:`tick` must be called next, if ever."""
-        turn = self._turn
-        if turn is None:
-            return None
         candidates = []
-        if self._state is TurnState.LISTENING:
-            candidates.append(turn.pressed_at + self._max_turn_s)
-        if turn.waiting_since is not None:
-            candidates.append(turn.waiting_since + self._hold_s)
-        if self._awaiting_response(turn):
-            candidates.append(self._response_deadline(turn))
+        turn = self._turn
+        if turn is not None:
+            if self._state is TurnState.LISTENING:
+                candidates.append(turn.pressed_at + self._max_turn_s)
+            if turn.waiting_since is not None:
+                candidates.append(turn.waiting_since + self._hold_s)
+            if self._awaiting_response(turn):
+                candidates.append(self._response_deadline(turn))
+        elif self._ready:  # idle: time to rotate, or to switch to a ready spare?
+            if self._spare is not None and self._spare.ready:
+                candidates.append(self._last_server_event_at)  # now
+            elif self._rotate_at is not None and not self._spare_requested:
+                candidates.append(self._rotate_at)
         return min(candidates, default=None)
 
     def _response_deadline(self, turn: Turn) -> float:
@@ -239,49 +207,82 @@ class TurnMachine:
     # ------------------------------------------------------------------
     # Connections
 
-    def connected(self, session: Session, now: float) -> None:
-        """A new connection is open; ``session`` will do its handshake."""
-        if self._session is not None:
-            raise LocalProtocolError("can't connect: the previous session was not lost first")
-        self._session = session
-        self._session_announced = False
-        self._last_server_event_at = now
+    def connected(
+        self, session: Session, now: float, *, wall_s: float, spare: bool = False
+    ) -> None:
+        """A new connection is open; ``session`` will do its handshake on it.
 
-    def disconnected(self, reason: str, now: float) -> None:
-        """The connection closed. Idempotent: a session dropped already stays dropped."""
-        if self._session is not None:
-            self._lose_session(reason, now)
-
-    def receive(self, data: str | bytes, now: float) -> None:
-        """One message from the server on the current connection."""
-        session = self._session
-        if session is None:
+        Args:
+            session: the new connection's session.
+            now: the time (seconds, the machine's clock).
+            wall_s: Unix time at ``now``, to place the session's ``expires_at``.
+            spare: the connection was opened for a rotation (:class:`OpenSpare`).
+        """
+        self._wall_offset_s[session.name] = wall_s - now
+        if spare:
+            if self._spare_requested and self._spare is None and self._session is not None:
+                self._spare = session
+            else:
+                self._effects.append(DropSession(session.name, "no longer needed"))
             return
+        if self._session is not None:
+            self._lose_session("replaced by a new connection", now)
+        self._session = session
         self._last_server_event_at = now
+
+    def disconnected(self, session: Session, reason: str, now: float) -> None:
+        """The connection of ``session`` closed."""
+        if session is self._session:
+            self._lose_session(reason, now)
+        elif session is self._spare:
+            self._lose_spare(reason, now)
+        self._wall_offset_s.pop(session.name, None)
+
+    def receive(self, session: Session, data: str | bytes, now: float) -> None:
+        """One message from the server on the connection of ``session``."""
+        if session is not self._session and session is not self._spare:
+            return  # a retired session's last words
+        if session is self._session:
+            self._last_server_event_at = now
         try:
             received = session.receive(data)
         except RemoteProtocolError as exc:
             self.malformed_events += 1
-            self._drop(f"malformed server event: {exc}", now)
+            self._drop(session, f"malformed server event: {exc}", now)
             return
         except SessionFailed as exc:
-            self._drop(str(exc), now)
+            self._drop(session, str(exc), now)
             return
-        if session.ready and not self._session_announced:
-            self._session_announced = True
-            self._on_ready(session, now)
-        for event in received:
-            self._on_event(event, now)
+        if session.ready and session.name not in self._announced:
+            self._announced.add(session.name)
+            self._seed(session)
+            if session is self._session:
+                self._on_ready(session, now)
+        if session is self._session:
+            for event in received:
+                self._on_event(event, now)
+        # A spare acts on nothing but its handshake until it takes over.
 
-    def _drop(self, reason: str, now: float) -> None:
-        self._effects.append(DropSession(reason))
-        self._lose_session(reason, now)
+    def _drop(self, session: Session, reason: str, now: float) -> None:
+        self._effects.append(DropSession(session.name, reason))
+        self.disconnected(session, reason, now)
+
+    def _lose_spare(self, reason: str, now: float) -> None:
+        logger.warning("the next session failed before it took over: %s", reason)
+        self._spare = None
+        self._spare_requested = False
+        if self._rotate_at is not None:
+            self._rotate_at = now + SPARE_RETRY_S
 
     def _lose_session(self, reason: str, now: float) -> None:
         session = self._session
         assert session is not None
         self._session = None
+        self._rotate_at = None
         self._effects.append(SessionLost(session.session_id, reason))
+        if self._spare is not None:
+            self._effects.append(DropSession(self._spare.name, "the current session was lost"))
+        self._spare, self._spare_requested = None, False
         turn = self._turn
         if turn is None:
             return
@@ -300,20 +301,52 @@ class TurnMachine:
         if turn.waiting_since is None:
             turn.waiting_since = now  # the hold bound counts from the first loss
 
+    def _seed(self, session: Session) -> None:
+        """Tell a new session the conversation so far (R9), before it takes a turn."""
+        for role, text in self._memory.messages():
+            session.add_message(role, text)
+
     def _on_ready(self, session: Session, now: float) -> None:
         self._effects.append(SessionReady(session.session_id or "?"))
         self._ever_ready = True
+        self._schedule_rotation(session, now)
         if self._outage_noticed:
             # Only after an outage the person ran into, never at random times.
             self._outage_noticed = False
             self._effects.append(PlayCue("reconnected"))
         turn = self._turn
-        if turn is None or self._state is TurnState.SPEAKING:
-            return
+        if turn is not None and self._state is not TurnState.SPEAKING:
+            self._resume(session, turn, now)
+
+    def _resume(self, session: Session, turn: Turn, now: float) -> None:
+        """Give a ready session the turn in progress: its audio, and its commit if released."""
         turn.waiting_since = None
         self._send_held_audio(session, turn)
         if self._state is TurnState.THINKING:
             self._submit(session, turn, now)
+
+    def _schedule_rotation(self, session: Session, now: float) -> None:
+        expires_at = session.expires_at
+        offset = self._wall_offset_s.get(session.name)
+        if expires_at is None or offset is None:
+            self._rotate_at = None
+            return
+        self._rotate_at = expires_at - offset - self._rotate_before_expiry_s
+
+    def _rotate(self, now: float) -> None:
+        """Idle and ready: switch to the spare, or ask for one when it is time."""
+        spare = self._spare
+        if spare is not None and spare.ready:
+            old = self._session
+            self._session, self._spare, self._spare_requested = spare, None, False
+            self._last_server_event_at = now
+            old_id = None if old is None else old.session_id
+            logger.info("session %s takes over from %s", spare.session_id, old_id)
+            self._effects.append(Promote(spare.name, spare.session_id or "?", old_id))
+            self._on_ready(spare, now)
+        elif self._rotate_at is not None and now >= self._rotate_at and not self._spare_requested:
+            self._spare_requested = True
+            self._effects.append(OpenSpare())
 
     # ------------------------------------------------------------------
     # The person
@@ -383,6 +416,8 @@ class TurnMachine:
         """Time passed; act on any deadline that has come."""
         turn = self._turn
         if turn is None:
+            if self._session is not None and self._session.ready:
+                self._rotate(now)
             return
         if self._state is TurnState.LISTENING and now >= turn.pressed_at + self._max_turn_s:
             logger.warning(
@@ -391,10 +426,13 @@ class TurnMachine:
             self.release(now)
         if turn.waiting_since is not None and now >= turn.waiting_since + self._hold_s:
             self._fail(f"no upstream session for {self._hold_s:.0f} s", now)
-        elif self._awaiting_response(turn) and now >= self._response_deadline(turn):
-            self._drop(
-                f"no server event for {self._response_timeout_s:.0f} s during a response", now
-            )
+        elif (
+            self._session is not None
+            and self._awaiting_response(turn)
+            and now >= self._response_deadline(turn)
+        ):
+            reason = f"no server event for {self._response_timeout_s:.0f} s during a response"
+            self._drop(self._session, reason, now)
 
     # ------------------------------------------------------------------
     # Internals
@@ -443,9 +481,18 @@ class TurnMachine:
         if isinstance(event, events.ResponseDone) and session is not None:
             self._after_response_done(session, event, now)
             return
+        if isinstance(event, events.InputTranscript):
+            self._memory.heard(event.item_id, event.transcript)
+            return
         if turn is None:
             return
-        if isinstance(event, events.ResponseCreated):
+        if isinstance(event, events.InputAudioCommitted):
+            if turn.committed_at is not None and turn.user_item_id is None:
+                turn.user_item_id = event.item_id
+        elif isinstance(event, events.TranscriptDone):
+            if event.response_id == turn.response_id:
+                turn.transcript = event.transcript
+        elif isinstance(event, events.ResponseCreated):
             if turn.response_requested and turn.response_id is None:
                 turn.response_id = event.response_id
         elif isinstance(event, events.AudioDelta):
@@ -507,5 +554,7 @@ class TurnMachine:
         self, turn: Turn, outcome: Outcome, now: float, *, reason: str | None = None
     ) -> None:
         self._effects.append(TurnDone(turn.metrics(outcome), reason))
+        if outcome == "replied":
+            self._memory.remember(user_item_id=turn.user_item_id, assistant=turn.transcript)
         self._turn = None
         self._set_state(TurnState.IDLE)

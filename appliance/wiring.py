@@ -59,6 +59,7 @@ def upstream_link(config: Config) -> WebSocketUpstream:
         ping_interval_s=watchdog.ping_interval_s,
         ping_timeout_s=watchdog.ping_timeout_s,
         backoff=Backoff(base_s=watchdog.reconnect_base_s, max_s=watchdog.reconnect_max_s),
+        rejected_retry_s=watchdog.rejected_retry_s,
     )
 
 

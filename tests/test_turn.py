@@ -13,8 +13,10 @@ from appliance.effects import (
     DropSession,
     Effect,
     Mark,
+    OpenSpare,
     PlayAudio,
     PlayCue,
+    Promote,
     ReplyTag,
     SessionLost,
     SessionReady,
@@ -48,11 +50,14 @@ class Harness:
         self.sent: list[dict[str, Any]] = []
         self.effects: list[Effect] = []
         self.links = 0
+        self.current: Session | None = None
+        self.wall = 1_000_000.0
 
     def drain(self) -> None:
-        for event in self.machine.outgoing():
+        for name, event in self.machine.outgoing():
             message = json.loads(event.to_json())
             validate_client_event(message)
+            message["_session"] = name
             self.sent.append(message)
         self.effects += self.machine.effects()
 
@@ -60,17 +65,28 @@ class Harness:
         self.now = now
         return self
 
-    def connect(self, *, ready: bool = True) -> None:
+    def open(self, *, spare: bool = False) -> Session:
         self.links += 1
-        self.machine.connected(
-            Session(voice="marin", instructions="x", name=f"c{self.links}"), self.now
+        session = Session(voice="marin", instructions="x", name=f"c{self.links}")
+        self.machine.connected(session, self.now, wall_s=self.wall + self.now, spare=spare)
+        self.drain()
+        return session
+
+    def connect(self, *, ready: bool = True, expires_in: float = 3600.0) -> Session:
+        session = self.open()
+        self.current = session
+        expires_at = int(self.wall + self.now + expires_in)
+        self.receive(
+            "session.created", session={"id": f"sess_{self.links}", "expires_at": expires_at}
         )
-        self.receive("session.created", session={"id": f"sess_{self.links}", "expires_at": 9})
         if ready:
             self.receive("session.updated", session=PTT)
+        return session
 
-    def receive(self, type_: str, **fields: Any) -> None:
-        self.machine.receive(server(type_, **fields), self.now)
+    def receive(self, type_: str, *, to: Session | None = None, **fields: Any) -> None:
+        session = to or self.current
+        assert session is not None
+        self.machine.receive(session, server(type_, **fields), self.now)
         self.drain()
 
     def press(self) -> None:
@@ -97,7 +113,8 @@ class Harness:
         self.drain()
 
     def lose(self, reason: str = "connection lost") -> None:
-        self.machine.disconnected(reason, self.now)
+        assert self.current is not None
+        self.machine.disconnected(self.current, reason, self.now)
         self.drain()
 
     def types(self) -> list[str]:
@@ -452,7 +469,8 @@ def test_malformed_event_costs_the_session_not_the_turn() -> None:
     h.connect()
     h.press()
     h.speak(10)
-    h.machine.receive("{not json", h.now)
+    assert h.current is not None
+    h.machine.receive(h.current, "{not json", h.now)
     h.drain()
     assert h.machine.malformed_events == 1
     assert h.of(DropSession)
@@ -471,11 +489,15 @@ def test_duplicate_press_and_stray_release_are_ignored() -> None:
     assert h.machine.state is TurnState.LISTENING
 
 
-def test_connecting_twice_without_losing_is_a_bug() -> None:
+def test_a_new_primary_connection_replaces_the_current_session() -> None:
     h = Harness()
     h.connect()
-    with pytest.raises(LocalProtocolError):
-        h.machine.connected(Session(voice="marin", instructions="x"), 0.0)
+    h.press()
+    h.speak(10)
+    h.connect()
+    assert h.of(SessionLost)[0].reason == "replaced by a new connection"
+    h.release()
+    assert h.types()[-1] == "response.create"
 
 
 def test_reconnected_cue_only_after_an_outage_the_person_ran_into() -> None:
@@ -495,3 +517,162 @@ def test_first_session_after_a_press_at_start_up_is_no_reconnection() -> None:
     h.press()
     h.connect()
     assert PlayCue("reconnected") not in h.effects
+
+
+# Rotation (R8) and context carry-over (R9)
+
+
+def answered_turn(h: Harness, *, transcript: str, user_item: str = "u1") -> None:
+    h.press()
+    h.speak(10)
+    h.release()
+    h.receive("input_audio_buffer.committed", item_id=user_item, previous_item_id=None)
+    h.reply(samples=480)
+    h.receive(
+        "response.output_audio_transcript.done",
+        response_id="r1",
+        item_id="i1",
+        output_index=0,
+        content_index=0,
+        transcript=transcript,
+    )
+    h.response_done()
+    h.played(ReplyTag(h.done().__len__() + 1), 480)
+
+
+def ready_spare(h: Harness, spare: Session) -> None:
+    h.receive(
+        "session.created", to=spare, session={"id": f"sess_{spare.name}", "expires_at": 10**9}
+    )
+    h.receive("session.updated", to=spare, session=PTT)
+
+
+def test_rotation_opens_the_next_session_first_and_switches_when_it_is_ready() -> None:
+    h = Harness(rotate_before_expiry_s=15.0)
+    old = h.connect(expires_in=20)
+    deadline = h.machine.deadline()
+    assert deadline is not None and 4.0 <= deadline <= 5.0
+    h.tick(deadline)
+    assert h.of(OpenSpare) == [OpenSpare()]
+    assert h.machine.deadline() is None  # nothing to do until the spare is ready
+    spare = h.open(spare=True)
+    assert h.machine.spare is spare and h.machine.session is old
+    ready_spare(h, spare)
+    assert h.machine.session is old  # not yet: the switch happens at the next tick
+    h.tick(h.machine.deadline() or h.now)
+    (promote,) = h.of(Promote)
+    assert promote.name == spare.name and promote.old_session_id == "sess_1"
+    assert h.machine.session is spare and h.machine.spare is None
+    assert h.of(SessionReady)[-1] == SessionReady(f"sess_{spare.name}")
+    assert not h.of(SessionLost)
+    h.current = spare
+    answered = len(h.done())
+    answered_turn(h, transcript="fine")
+    assert h.done()[answered].metrics.outcome == "replied"
+    assert {m["_session"] for m in h.sent if m["type"] == "input_audio_buffer.commit"} == {
+        spare.name
+    }
+
+
+def test_rotation_never_interrupts_a_turn() -> None:
+    h = Harness(rotate_before_expiry_s=15.0)
+    h.connect(expires_in=20)
+    h.at(4.0).press()
+    h.speak(100)  # two seconds: the rotation falls due meanwhile
+    h.tick(h.now)
+    assert not h.of(OpenSpare)
+    h.release()
+    h.reply(samples=480)
+    h.response_done()
+    h.played(ReplyTag(1), 480)
+    assert h.machine.idle
+    h.tick(h.machine.deadline() or h.now)
+    assert h.of(OpenSpare)
+    spare = h.open(spare=True)
+    h.press()  # a new turn before the spare is ready: it runs on the old session
+    ready_spare(h, spare)
+    h.tick(h.now)
+    assert not h.of(Promote)
+    h.speak(10)
+    h.release()
+    assert h.sent[-1]["_session"] == "c1"
+
+
+def test_losing_the_current_session_abandons_the_spare_and_keeps_the_turn() -> None:
+    h = Harness(rotate_before_expiry_s=15.0)
+    h.connect(expires_in=20)
+    h.tick(h.machine.deadline() or 0.0)
+    spare = h.open(spare=True)
+    h.press()
+    h.speak(10)
+    h.lose()
+    assert DropSession(spare.name, "the current session was lost") in h.effects
+    assert h.machine.spare is None
+    h.release()
+    h.connect()
+    assert h.types()[-1] == "response.create"
+    assert h.sent[-1]["_session"] == h.current.name if h.current else False
+
+
+def test_an_unrequested_spare_is_dropped() -> None:
+    h = Harness()
+    h.connect()
+    spare = h.open(spare=True)
+    assert h.of(DropSession) == [DropSession(spare.name, "no longer needed")]
+    assert h.machine.spare is None
+
+
+def test_a_failed_spare_is_retried_later() -> None:
+    h = Harness(rotate_before_expiry_s=15.0)
+    h.connect(expires_in=20)
+    h.tick(h.machine.deadline() or 0.0)
+    spare = h.open(spare=True)
+    h.machine.disconnected(spare, "refused", h.now)
+    h.drain()
+    retry = h.machine.deadline()
+    assert retry is not None and retry > h.now
+    h.tick(retry)
+    assert len(h.of(OpenSpare)) == 2
+
+
+def test_a_new_session_is_reseeded_with_the_conversation() -> None:
+    h = Harness(context_turns=2)
+    h.connect()
+    answered_turn(h, transcript="It is sunny.")
+    h.receive(
+        "conversation.item.input_audio_transcription.completed",
+        item_id="u1",
+        content_index=0,
+        transcript="What is the weather?",
+    )
+    h.lose()
+    before = len(h.sent)
+    h.connect()
+    seeded = [m for m in h.sent[before:] if m["type"] == "conversation.item.create"]
+    assert [(m["item"]["role"], m["item"]["content"][0]) for m in seeded] == [
+        ("user", {"type": "input_text", "text": "What is the weather?"}),
+        ("assistant", {"type": "output_text", "text": "It is sunny."}),
+    ]
+    types = [m["type"] for m in h.sent[before:]]
+    assert types.index("conversation.item.create") == types.index("session.update") + 1
+
+
+def test_context_keeps_only_the_last_exchanges_and_never_an_interrupted_reply() -> None:
+    h = Harness(context_turns=1)
+    h.connect()
+    answered_turn(h, transcript="first")
+    answered_turn(h, transcript="second", user_item="u2")
+    h.press()
+    h.speak(10)
+    h.release()
+    h.reply()
+    h.press()  # barge-in: the reply was cut
+    h.lose()
+    before = len(h.sent)
+    h.connect()
+    seeded = [
+        m["item"]["content"][0]["text"]
+        for m in h.sent[before:]
+        if m["type"] == "conversation.item.create"
+    ]
+    assert seeded == ["second"]

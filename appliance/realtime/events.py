@@ -49,23 +49,40 @@ class ClientEvent:
         return f"{self.type} ({self.event_id})"
 
 
-def session_update(event_id: str, *, voice: str, instructions: str) -> ClientEvent:
+def session_update(
+    event_id: str, *, voice: str, instructions: str, transcription_model: str | None = None
+) -> ClientEvent:
     """``session.update`` for push-to-talk: audio only, PCM 24 kHz, no turn detection.
 
     Turn detection is switched off explicitly (``null``): the server's default
     voice activity detection answers on its own, which would make a
-    push-to-talk appliance always listening.
+    push-to-talk appliance always listening. With ``transcription_model``,
+    the person's turns are transcribed too (for the conversation memory).
     """
+    audio_in: dict[str, Any] = {"format": dict(PCM_FORMAT), "turn_detection": None}
+    if transcription_model:
+        audio_in["transcription"] = {"model": transcription_model}
     session = {
         "type": "realtime",
         "instructions": instructions,
         "output_modalities": ["audio"],
         "audio": {
-            "input": {"format": dict(PCM_FORMAT), "turn_detection": None},
+            "input": audio_in,
             "output": {"format": dict(PCM_FORMAT), "voice": voice},
         },
     }
     return ClientEvent("session.update", event_id, {"session": session})
+
+
+def item_create_message(event_id: str, *, role: str, text: str) -> ClientEvent:
+    """``conversation.item.create`` of a text message said earlier by ``role``.
+
+    Used to re-seed a new session with the conversation so far (R9): the
+    person's words as ``input_text``, the assistant's as ``output_text``.
+    """
+    part = "input_text" if role == "user" else "output_text"
+    item = {"type": "message", "role": role, "content": [{"type": part, "text": text}]}
+    return ClientEvent("conversation.item.create", event_id, {"item": item})
 
 
 def input_audio_append(event_id: str, pcm: bytes) -> ClientEvent:
@@ -206,6 +223,14 @@ class ItemTruncated:
 
 
 @dataclass(frozen=True)
+class InputTranscript:
+    """``conversation.item.input_audio_transcription.completed``: what the person said."""
+
+    item_id: str
+    transcript: str
+
+
+@dataclass(frozen=True)
 class ServerError:
     """``error``: the server refused something; the connection usually stays open."""
 
@@ -239,6 +264,7 @@ ServerEvent: TypeAlias = (
     | TranscriptDone
     | ResponseDone
     | ItemTruncated
+    | InputTranscript
     | ServerError
     | OtherEvent
 )
@@ -353,6 +379,9 @@ _PARSERS: dict[str, Callable[[_Fields], ServerEvent]] = {
     "conversation.item.truncated": lambda f: ItemTruncated(
         item_id=f.text("item_id"), audio_end_ms=f.integer("audio_end_ms")
     ),
+    "conversation.item.input_audio_transcription.completed": lambda f: InputTranscript(
+        item_id=f.text("item_id"), transcript=f.text("transcript")
+    ),
     "error": _error,
 }
 
@@ -372,7 +401,6 @@ _KNOWN_IGNORED = frozenset(
         "conversation.item.done",
         "conversation.item.deleted",
         "conversation.item.retrieved",
-        "conversation.item.input_audio_transcription.completed",
         "conversation.item.input_audio_transcription.delta",
         "conversation.item.input_audio_transcription.failed",
         "conversation.item.input_audio_transcription.segment",

@@ -63,13 +63,23 @@ class Session:
     Args:
         voice: the voice of the replies.
         instructions: the system instructions.
-        name: a prefix for the ``event_id`` of every event sent, so events
-            from different sessions never share an id.
+        name: names the session for its owner, and prefixes the ``event_id``
+            of every event sent, so events from different sessions never
+            share an id.
+        transcription_model: when set, the person's turns are transcribed.
     """
 
-    def __init__(self, *, voice: str, instructions: str, name: str = "s1") -> None:
+    def __init__(
+        self,
+        *,
+        voice: str,
+        instructions: str,
+        name: str = "s1",
+        transcription_model: str | None = None,
+    ) -> None:
         self._voice = voice
         self._instructions = instructions
+        self._transcription_model = transcription_model
         self._name = name
         self._counter = 0
         self._state = SessionState.AWAITING_CREATED
@@ -88,6 +98,11 @@ class Session:
         self.uncommitted_bytes = 0
         """Bytes appended to the server's input buffer since the last commit or clear."""
         self.debug = logger.isEnabledFor(logging.DEBUG)
+
+    @property
+    def name(self) -> str:
+        """The name its owner gave it."""
+        return self._name
 
     @property
     def state(self) -> SessionState:
@@ -169,7 +184,10 @@ class Session:
             self.session_id = event.session_id
             self.expires_at = event.expires_at
             self._update_id = self._send(
-                events.session_update, voice=self._voice, instructions=self._instructions
+                events.session_update,
+                voice=self._voice,
+                instructions=self._instructions,
+                transcription_model=self._transcription_model,
             )
             self._set_state(SessionState.CONFIGURING)
         elif isinstance(event, events.ServerError):
@@ -273,6 +291,13 @@ class Session:
         if audio_end_ms <= 0:
             raise LocalProtocolError("can't truncate at 0 ms: delete the item instead")
         self._send(events.item_truncate, item_id=item_id, audio_end_ms=audio_end_ms)
+
+    def add_message(self, role: str, text: str) -> None:
+        """Add an earlier message of ``role`` (user or assistant) to the conversation."""
+        self._require_ready("add a message")
+        if role not in ("user", "assistant"):
+            raise LocalProtocolError(f"can't add a message from {role!r}")
+        self._send(events.item_create_message, role=role, text=text)
 
     def delete_item(self, item_id: str) -> None:
         """Remove ``item_id`` from the conversation (a reply nobody heard)."""
