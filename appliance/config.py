@@ -112,6 +112,10 @@ class AudioConfig:
     """A button held longer than this (seconds) ends the turn: the stuck-button guard."""
     hold_s: float = 30.0
     """Audio captured before the session is ready is held up to this long (seconds) (R1)."""
+    half_duplex: bool = True
+    """Silence the microphone while the speaker plays, and ``echo_tail_ms`` after."""
+    echo_tail_ms: int = 150
+    """How long the room still echoes after the speaker stops (milliseconds)."""
 
 
 @dataclass(frozen=True)
@@ -497,6 +501,9 @@ def _check_audio(audio: AudioConfig) -> list[_Problem]:
         )
     problems += _positive("audio.max_turn_s", audio.max_turn_s)
     problems += _positive("audio.hold_s", audio.hold_s)
+    if audio.echo_tail_ms < 0:
+        detail = f"must be 0 or more, got {audio.echo_tail_ms}"
+        problems.append(_Problem("audio.echo_tail_ms", detail))
     if audio.min_turn_ms >= audio.max_turn_s * 1000 > 0:
         detail = f"must be less than audio.max_turn_s ({audio.max_turn_s:g} s): no turn would fit"
         problems.append(_Problem("audio.min_turn_ms", detail, "audio.max_turn_s"))

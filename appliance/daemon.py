@@ -35,6 +35,7 @@ from appliance.effects import (
     StopPlayback,
     TurnDone,
 )
+from appliance.lag import watch_loop_lag
 from appliance.logs import log_event
 from appliance.realtime.session import Session
 from appliance.status import Companion, Health, Phase, Status
@@ -97,6 +98,7 @@ class Daemon:
             response_timeout_s=config.watchdog.response_timeout_s,
             rotate_before_expiry_s=config.watchdog.rotate_before_expiry_s,
             context_turns=config.upstream.context_turns,
+            echo_tail_ms=config.audio.echo_tail_ms if config.audio.half_duplex else None,
         )
         self._inbox: asyncio.Queue[Callable[[float], None]] = asyncio.Queue()
         self._clock: Callable[[], float] = time.monotonic  # the loop's clock, set by run()
@@ -141,6 +143,7 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 background = [group.create_task(self._upstream.run(self._post_link))]
                 background += [group.create_task(c.run(self.health)) for c in self._companions]
+                background.append(group.create_task(watch_loop_lag()))
                 await self._serve()
                 await self._speaker.drain(DRAIN_ON_EXIT_S)
                 for task in background:

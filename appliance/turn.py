@@ -95,6 +95,9 @@ class TurnMachine:
         rotate_before_expiry_s: open the next session this long before the
             current one expires (seconds).
         context_turns: how many exchanges to re-seed a new session with.
+        echo_tail_ms: half-duplex: captured audio is silenced while the
+            speaker plays anything and for this long after (milliseconds);
+            None turns the gate off (a device with echo cancellation).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class TurnMachine:
         response_timeout_s: float = 15.0,
         rotate_before_expiry_s: float = 300.0,
         context_turns: int = 5,
+        echo_tail_ms: int | None = 150,
     ) -> None:
         self._min_turn_bytes = max(pcm.ms_to_bytes(min_turn_ms), MIN_COMMIT_BYTES)
         self._max_turn_s = max_turn_s
@@ -113,6 +117,8 @@ class TurnMachine:
         self._response_timeout_s = response_timeout_s
         self._rotate_before_expiry_s = rotate_before_expiry_s
         self._memory = Memory(turns=context_turns)
+        self._echo_tail_s = None if echo_tail_ms is None else echo_tail_ms / 1000
+        self._speaker_busy_until = float("-inf")
         self._state = TurnState.IDLE
         self._turn: Turn | None = None
         self._turns = 0
@@ -395,6 +401,9 @@ class TurnMachine:
         turn = self._turn
         if self._state is not TurnState.LISTENING or turn is None:
             return
+        if now < self._speaker_busy_until:
+            # Half-duplex: what the microphone hears now is the speaker, not the person.
+            pcm = bytes(len(pcm))
         turn.audio += pcm
         turn.audio_bytes += len(pcm)
         session = self._session
@@ -404,6 +413,8 @@ class TurnMachine:
 
     def played(self, tag: Hashable, samples: int, now: float) -> None:
         """The speaker played ``samples`` more samples of the segment tagged ``tag``."""
+        if self._echo_tail_s is not None:
+            self._speaker_busy_until = now + self._echo_tail_s
         turn = self._turn
         if turn is None or tag != ReplyTag(turn.number):
             return
@@ -424,6 +435,8 @@ class TurnMachine:
                 "button held for %.0f s: ending turn %d there", self._max_turn_s, turn.number
             )
             self.release(now)
+            if self._turn is not turn:
+                return  # too short to send: that ended it
         if turn.waiting_since is not None and now >= turn.waiting_since + self._hold_s:
             self._fail(f"no upstream session for {self._hold_s:.0f} s", now)
         elif (

@@ -676,3 +676,22 @@ def test_context_keeps_only_the_last_exchanges_and_never_an_interrupted_reply() 
         if m["type"] == "conversation.item.create"
     ]
     assert seeded == ["second"]
+
+
+def test_half_duplex_silences_the_microphone_while_the_speaker_plays_and_a_tail_after() -> None:
+    h = Harness(echo_tail_ms=110)
+    h.connect()
+    h.at(1.0).press()
+    h.played(("cue", "listening"), 480)  # the listening cue plays at 1.0 s
+    h.speak(5)  # 1.02 .. 1.10 s: within the tail
+    h.speak(5)  # 1.12 .. 1.20 s: the person
+    assert h.appended() == bytes(len(CHUNK) * 5) + CHUNK * 5
+
+
+def test_without_half_duplex_the_microphone_is_never_silenced() -> None:
+    h = Harness(echo_tail_ms=None)
+    h.connect()
+    h.press()
+    h.played(("cue", "listening"), 480)
+    h.speak(5)
+    assert h.appended() == CHUNK * 5
