@@ -69,6 +69,7 @@ async def run_daemon(
     faults: Faults | None = None,
     later_faults: Faults | None = None,
     companion: RecordingCompanion | None = None,
+    api_key: str = KEY,
     chunk_interval_s: float = 0.005,
     overrides: dict[str, object] | None = None,
     time_limit_s: float = 30.0,
@@ -78,7 +79,7 @@ async def run_daemon(
     mic_path, out_path = tmp_path / "mic.wav", tmp_path / "out.wav"
     write_wav(mic_path, microphone)
     key_file = tmp_path / "key"
-    key_file.write_text(KEY + "\n")
+    key_file.write_text(api_key + "\n")
     os.chmod(key_file, 0o600)
     async with Emulator(
         api_key=KEY, faults=faults or Faults(), observer=observer, chunk_interval_s=chunk_interval_s
