@@ -14,6 +14,8 @@ CORE = {
     "appliance.errors",
     "appliance.effects",
     "appliance.turn",
+    "appliance.turnrecord",
+    "appliance.memory",
     "appliance.realtime",
     "appliance.realtime.events",
     "appliance.realtime.session",
@@ -26,6 +28,11 @@ ADAPTERS = {
     "appliance.audio.filedev",
     "appliance.button",
     "appliance.transport",
+    "appliance.audio.pa_microphone",
+    "appliance.audio.pa_speaker",
+    "appliance.gpio_button",
+    "appliance.keyboard_button",
+    "appliance.indicator",
 }
 """Adapters to devices and the network: they never import each other."""
 
