@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from appliance.errors import ConfigError
+from appliance.hardware import PROFILES
 
 DEFAULT_PATH = Path("/etc/appliance/appliance.toml")
 """The config file ``appliance run`` reads when given no ``--config``."""
@@ -32,6 +33,9 @@ VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
 """The voices the upstream offers."""
 
 MASK = "********"
+
+CUES = ("listening", "done_listening", "too_short", "error", "reconnected")
+"""The earcons, by name (``audio.muted_cues``)."""
 """What a secret looks like wherever it is shown."""
 
 _NO_KEY_IN_CONFIG = (
@@ -105,13 +109,27 @@ class AudioConfig:
     output: str = "default"
     """The speaker: a device name, substring or index; with ``file``, a WAV path."""
     earcons: bool = True
-    """Play short cues for listening, thinking, errors and the like."""
+    """Play short cues for listening, thinking, errors and the like (the master switch)."""
+    muted_cues: tuple[str, ...] = ()
+    """Cues not to play although ``earcons`` is on, from ``CUES``."""
     min_turn_ms: int = 150
     """Turns with less audio than this (milliseconds) are dropped as too short."""
     max_turn_s: float = 60.0
     """A button held longer than this (seconds) ends the turn: the stuck-button guard."""
     hold_s: float = 30.0
     """Audio captured before the session is ready is held up to this long (seconds) (R1)."""
+    input_rate_hz: int = 0
+    """The microphone's rate (hertz); 0: 24 kHz if it takes it, else its native rate."""
+    output_rate_hz: int = 0
+    """The speaker's rate (hertz); 0: 24 kHz if it takes it, else its native rate."""
+    period_ms: int = 20
+    """The period of the sound devices (milliseconds)."""
+    prebuffer_ms: int = 60
+    """Audio gathered before playback starts after silence (milliseconds)."""
+    stall_s: float = 2.0
+    """A device silent this long (seconds) shows the error and is reopened."""
+    lost_exit_s: float = 300.0
+    """No audio for this long (seconds) ends the process, for systemd to restart it."""
     half_duplex: bool = True
     """Silence the microphone while the speaker plays, and ``echo_tail_ms`` after."""
     echo_tail_ms: int = 150
@@ -130,6 +148,12 @@ class ButtonConfig:
     """With ``script``: ``(seconds after the daemon is ready, action)`` steps, in order."""
     exit_after_script: bool = False
     """With ``script``: exit 0 once the last scripted turn has ended."""
+    pull: Literal["up", "down", "none"] = "up"
+    """With ``gpio``: the pin's pull resistor (``up``: the button connects the pin to ground)."""
+    active: Literal["low", "high"] = "low"
+    """With ``gpio``: the pin's level while the button is held."""
+    debounce_ms: int = 20
+    """With ``gpio``: a new level must hold this long (milliseconds) to count."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +177,32 @@ class WatchdogConfig:
 
 
 @dataclass(frozen=True)
+class LedConfig:
+    """The status LED."""
+
+    kind: Literal["none", "led", "pwm", "rgb"] = "none"
+    """``led`` on/off, ``pwm`` dimmable, ``rgb`` red-green-blue, or ``none``."""
+    pin: int = 27
+    """The GPIO pin (BCM) of a ``led`` or ``pwm`` LED."""
+    red_pin: int = 5
+    """The GPIO pin (BCM) of an ``rgb`` LED's red."""
+    green_pin: int = 6
+    """The GPIO pin (BCM) of an ``rgb`` LED's green."""
+    blue_pin: int = 13
+    """The GPIO pin (BCM) of an ``rgb`` LED's blue."""
+    active_high: bool = True
+    """True if the LED lights when its pin is high (false for a common-anode RGB LED)."""
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """The hardware profile."""
+
+    profile: str = ""
+    """A build in ``appliance.hardware.PROFILES`` whose settings are the defaults; "": none."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, validated, with the API key read."""
 
@@ -168,6 +218,10 @@ class Config:
     """The API key, from the systemd credential or ``upstream.api_key_file``."""
     path: Path | None = None
     """The file the config was read from, if any."""
+    led: LedConfig = field(default_factory=LedConfig)
+    """The LED section."""
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    """The hardware section."""
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -175,6 +229,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "audio": AudioConfig,
     "button": ButtonConfig,
     "watchdog": WatchdogConfig,
+    "led": LedConfig,
+    "hardware": HardwareConfig,
 }
 
 _T = TypeVar("_T")
@@ -219,6 +275,7 @@ def load(
         _layer_file(path, settings, problems)
     _layer_env(env, settings, problems)
     _layer_overrides(overrides or {}, settings, problems)
+    _layer_profile(settings)
 
     bad: set[str] = set()
     default_origin = str(path) if path is not None else ""
@@ -246,15 +303,17 @@ def load(
     audio = build(AudioConfig, "audio")
     button = build(ButtonConfig, "button")
     watchdog = build(WatchdogConfig, "watchdog")
+    led = build(LedConfig, "led")
+    hardware = build(HardwareConfig, "hardware")
     checks = _check_upstream(upstream) + _check_audio(audio) + _check_button(button)
-    checks += _check_watchdog(watchdog)
+    checks += _check_watchdog(watchdog) + _check_devices(audio, button, led, hardware)
     for check in checks:
         if check.key not in bad and check.other not in bad:
             problems.append(f"{where(check.key, check.other)}: {check.detail}")
 
     key = None
     if "upstream.api_key_file" not in bad:
-        key, detail = _read_key(upstream.api_key_file, env)
+        key, detail = read_key(upstream.api_key_file, env)
         if detail:
             problems.append(f"{where('upstream.api_key_file')}: {detail}")
     if problems:
@@ -262,7 +321,21 @@ def load(
             problems = [problem.replace(key, MASK) for problem in problems]
         raise ConfigError(problems)
     assert key is not None
-    return Config(upstream, audio, button, watchdog, Secret(key), path)
+    return Config(upstream, audio, button, watchdog, Secret(key), path, led=led, hardware=hardware)
+
+
+def _layer_profile(settings: dict[str, dict[str, _Setting]]) -> None:
+    """Adds the settings of ``hardware.profile`` under everything set explicitly.
+
+    An unknown or mistyped profile adds nothing: ``_check_devices`` reports it.
+    """
+    chosen = settings["hardware"].get("profile")
+    profile = PROFILES.get(chosen.value) if chosen and isinstance(chosen.value, str) else None
+    if profile is None:
+        return
+    for dotted, value in profile.settings.items():
+        section, _, key = dotted.partition(".")
+        settings[section].setdefault(key, _Setting(value, f"profile {profile.name}", False))
 
 
 def _layer_file(path: Path, settings: dict[str, dict[str, _Setting]], problems: list[str]) -> None:
@@ -369,6 +442,13 @@ def _coerce(value: object, hint: object, *, text: bool) -> object:
         shown = ", ".join(json.dumps(c) for c in choices)
         close = _did_you_mean(str(value), list(choices)) if isinstance(value, str) else ""
         raise _Invalid(f"expected one of {shown}, got {_show(value)}{close}")
+    if hint == tuple[str, ...]:  # a list of names: a TOML array, or commas in the environment
+        if text:
+            assert isinstance(value, str)
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise _Invalid(f"expected a list of names, got {_show(value)}")
     if origin is tuple:  # the button script
         if text:
             try:
@@ -540,6 +620,59 @@ def _check_button(button: ButtonConfig) -> list[_Problem]:
     return problems
 
 
+def _check_devices(
+    audio: AudioConfig, button: ButtonConfig, led: LedConfig, hardware: HardwareConfig
+) -> list[_Problem]:
+    """The sound device, GPIO and profile settings (see ``appliance.hardware``)."""
+    problems = []
+    if hardware.profile and hardware.profile not in PROFILES:
+        choices = ", ".join(f'"{name}"' for name in PROFILES)
+        hint = _did_you_mean(hardware.profile, list(PROFILES))
+        detail = f'expected "" or one of {choices}, got {_show(hardware.profile)}{hint}'
+        problems.append(_Problem("hardware.profile", detail))
+    for cue in audio.muted_cues:
+        if cue not in CUES:
+            hint = _did_you_mean(cue, list(CUES))
+            detail = f"expected cues from {', '.join(CUES)}, got {_show(cue)}{hint}"
+            problems.append(_Problem("audio.muted_cues", detail))
+    for key in ("input_rate_hz", "output_rate_hz"):
+        rate = getattr(audio, key)
+        if rate and not 8_000 <= rate <= 192_000:
+            detail = f"expected 0 (automatic) or a rate from 8000 to 192000 Hz, got {rate}"
+            problems.append(_Problem(f"audio.{key}", detail))
+    if not 5 <= audio.period_ms <= 100:
+        detail = f"expected 5 to 100 milliseconds, got {audio.period_ms}"
+        problems.append(_Problem("audio.period_ms", detail))
+    if not 0 <= audio.prebuffer_ms <= 1000:
+        detail = f"expected 0 to 1000 milliseconds, got {audio.prebuffer_ms}"
+        problems.append(_Problem("audio.prebuffer_ms", detail))
+    problems += _positive("audio.stall_s", audio.stall_s)
+    problems += _positive("audio.lost_exit_s", audio.lost_exit_s)
+    if audio.lost_exit_s < audio.stall_s:
+        detail = f"must not be less than audio.stall_s ({audio.stall_s:g} s)"
+        problems.append(_Problem("audio.lost_exit_s", detail, "audio.stall_s"))
+    if (button.pull, button.active) in (("up", "high"), ("down", "low")):
+        detail = f"a pull-{button.pull} button reads {'low' if button.pull == 'up' else 'high'}"
+        detail += f' when held: set button.active = "{"low" if button.pull == "up" else "high"}"'
+        problems.append(_Problem("button.active", detail, "button.pull"))
+    if not 0 <= button.debounce_ms <= 500:
+        detail = f"expected 0 to 500 milliseconds, got {button.debounce_ms}"
+        problems.append(_Problem("button.debounce_ms", detail))
+    pins = {"pin": led.pin} if led.kind in ("led", "pwm") else {}
+    if led.kind == "rgb":
+        pins = {"red_pin": led.red_pin, "green_pin": led.green_pin, "blue_pin": led.blue_pin}
+    for key, pin in pins.items():
+        if not 0 <= pin <= 27:
+            detail = f"expected a GPIO pin (BCM) from 0 to 27, got {pin}"
+            problems.append(_Problem(f"led.{key}", detail))
+        elif button.backend == "gpio" and pin == button.pin:
+            detail = f"GPIO{pin} is the button's pin (button.pin)"
+            problems.append(_Problem(f"led.{key}", detail, "button.pin"))
+    if len(set(pins.values())) < len(pins):
+        problems.append(_Problem("led.red_pin", "the red, green and blue pins must differ"))
+    return problems
+
+
 def _check_watchdog(watchdog: WatchdogConfig) -> list[_Problem]:
     problems = []
     for f in fields(watchdog):
@@ -557,7 +690,7 @@ def _positive(dotted: str, value: float) -> list[_Problem]:
     return [] if value > 0 else [_Problem(dotted, f"must be more than 0, got {value:g}")]
 
 
-def _read_key(key_file: Path, env: Mapping[str, str]) -> tuple[str | None, str]:
+def read_key(key_file: Path, env: Mapping[str, str]) -> tuple[str | None, str]:
     """Reads the API key from the systemd credential, or else from ``key_file``.
 
     Returns:
