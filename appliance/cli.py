@@ -16,8 +16,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from appliance import __version__, config, logs
+from appliance import __version__, config, journal, logs
 from appliance.errors import ApplianceError, AudioFileError, ConfigError
 
 EX_CONFIG = 78
@@ -36,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument(
-            "--log-format", choices=("text", "json"), default="text", help="log line format"
+            "--log-format",
+            choices=("text", "json", "journal"),
+            help="log line format (default: journal when stderr is the journal, else text)",
         )
         sub.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
         return sub
@@ -62,9 +65,27 @@ def _parser() -> argparse.ArgumentParser:
         help="the key clients must present (default: a new one, written to a 0600 file)",
     )
     emulator.add_argument("--reply", choices=("echo", "tone"), default="echo")
+    emulator.add_argument(
+        "--fault",
+        action="append",
+        type=_fault,
+        default=[],
+        metavar="NAME=VALUE",
+        help="inject a fault (repeatable), e.g. expire_after_s=30 or stall_after_events=100; "
+        "the names are the fields of appliance.emulator.Faults",
+    )
+
+    check = command("check", "self-test: config, credential, devices, pins and upstream")
+    check.add_argument("--config", type=Path, default=config.DEFAULT_PATH, metavar="PATH")
+
+    command("devices", "list the sound devices with their channels and default rates")
 
     show = command("config", "print the effective configuration, secrets masked")
     show.add_argument("--config", type=Path, default=config.DEFAULT_PATH, metavar="PATH")
+
+    from appliance.relay import commands as relay_commands
+
+    relay_commands.add_arguments(command("relay", "serve the fleet relay, or manage its devices"))
     return parser
 
 
@@ -74,19 +95,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.INFO
     if args.command == "demo" and not args.verbose:
         level = logging.WARNING  # the timeline is the demo's output
-    logs.setup(log_format=args.log_format, level=level)
+    log_format: Literal["text", "json", "journal"] = args.log_format or (
+        "journal" if journal.stderr_is_journal() else "text"
+    )
+    logs.setup(log_format=log_format, level=level)
     try:
         return _dispatch(args)
     except ConfigError as exc:
-        print(f"appliance: error: {exc}", file=sys.stderr)
+        print(journal.error_text(f"appliance: error: {exc}"), file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if os.environ.get("DEBUG") == "1":
             raise
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # a device that failed inside the daemon's task group
         if isinstance(exc, ApplianceError | OSError):
-            print(f"appliance: error: {exc}", file=sys.stderr)
+            print(journal.error_text(f"appliance: error: {exc}"), file=sys.stderr)
         else:
             logger.critical("unexpected error", exc_info=True)
             print(f"appliance: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -97,11 +123,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         print(config.render(config.load(args.config)), end="")
         return 0
-    if args.command == "run":
-        from appliance.wiring import build_daemon, run_until_stopped
+    if args.command == "devices":
+        from appliance.hwchecks import device_listing
 
-        daemon = build_daemon(config.load(args.config))
-        return asyncio.run(run_until_stopped(daemon))
+        print(device_listing())
+        return 0
+    if args.command == "check":
+        from appliance.selfcheck import run_checks
+
+        return asyncio.run(run_checks(args.config, out=sys.stdout))
+    if args.command == "run":
+        from appliance.service import serve
+
+        return asyncio.run(serve(args.config))
     if args.command == "demo":
         from appliance.demo import run_demo
 
@@ -120,11 +154,25 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 1
     if args.command == "emulator":
         return _emulator(args)
+    if args.command == "relay":
+        from appliance.relay import commands as relay_commands
+
+        return relay_commands.run(args, out=sys.stdout)
     raise AssertionError(f"unknown command {args.command}")
 
 
+def _fault(setting: str) -> tuple[str, object]:
+    """Parse ``--fault NAME=VALUE``; a bad one is an argparse error (exit code 2)."""
+    from appliance.emulator.faults import parse_fault
+
+    try:
+        return parse_fault(setting)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _emulator(args: argparse.Namespace) -> int:
-    from appliance.emulator import run_emulator
+    from appliance.emulator import Faults, run_emulator
 
     key_file: Path = args.api_key_file
     if key_file is None:
@@ -139,7 +187,12 @@ def _emulator(args: argparse.Namespace) -> int:
     if not key:
         raise ConfigError([f"--api-key-file: {key_file} is empty"])
     try:
-        asyncio.run(run_emulator(host=args.host, port=args.port, api_key=key, reply=args.reply))
+        faults = Faults(**dict(args.fault))
+        asyncio.run(
+            run_emulator(
+                host=args.host, port=args.port, api_key=key, reply=args.reply, faults=faults
+            )
+        )
     except KeyboardInterrupt:
         logger.info("emulator stopped")
     return 0

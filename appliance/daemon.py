@@ -220,6 +220,7 @@ class Daemon:
         machine = self._machine
         while not self._finished():
             deadlines = [machine.deadline(), self._error[1] if self._error else None]
+            deadlines.append(self._silence_deadline(self._clock()))
             deadline = min((d for d in deadlines if d is not None), default=None)
             try:
                 async with asyncio.timeout_at(deadline):
@@ -232,7 +233,17 @@ class Daemon:
             self._flush()
             self._show(self._current_status(self._clock()))
 
+    def _silence_deadline(self, now: float) -> float | None:
+        """When the microphone will count as gone if nothing arrives (None: it does now)."""
+        last = self.health.audio_at if self.health.audio_at is not None else self.ready_at
+        at = None if last is None else last + self._config.audio.stall_s
+        return at if at is not None and at > now else None
+
     def _current_status(self, now: float) -> Status:
+        if self.ready_at is not None and self._silence_deadline(now) is None:
+            # A dead microphone trumps everything, a turn included: the person must see it.
+            stall_s = self._config.audio.stall_s
+            return Status(Phase.ERROR, f"no audio from the microphone for {stall_s:g} s")
         phase = _TURN_PHASES.get(self._machine.state)
         if phase is not None:
             return Status(phase)
@@ -274,7 +285,8 @@ class Daemon:
         elif isinstance(effect, StopPlayback):
             self._speaker.stop()
         elif isinstance(effect, PlayCue):
-            if self._config.audio.earcons:
+            audio = self._config.audio
+            if audio.earcons and effect.cue not in audio.muted_cues:
                 self._speaker.play(render(Cue(effect.cue)), ("cue", effect.cue))
         elif isinstance(effect, Mark):
             logger.debug("turn %d: %s", effect.turn, effect.name)

@@ -30,29 +30,41 @@ class _Installed(logging.StreamHandler[TextIO]):
 
 def setup(
     *,
-    log_format: Literal["text", "json"] = "text",
+    log_format: Literal["text", "json", "journal"] = "text",
     level: int = logging.INFO,
     stream: TextIO | None = None,
 ) -> None:
-    """Sends the ``appliance`` logger's records to ``stream``, one line each.
+    """Sends the ``appliance`` logger's records to ``stream``, one line each, or to journald.
 
     Only the ``appliance`` logger is touched, never the root logger. Calling it
     again replaces the handler it installed before.
 
     Args:
-        log_format: ``text`` (``LEVEL logger: message``) or ``json`` (one object a line).
+        log_format: ``text`` (``LEVEL logger: message``), ``json`` (one object a
+            line) or ``journal`` (native journald entries with the event fields;
+            text on ``stream`` when there is no journald).
         level: The lowest level logged, e.g. ``logging.DEBUG``.
         stream: Where lines go; ``None`` means ``sys.stderr`` at the time of the call.
     """
+    from appliance import journal
+
     logger = logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        if isinstance(handler, _Installed):
-            logger.removeHandler(handler)
-            handler.close()
-    handler = _Installed(sys.stderr if stream is None else stream)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
+    for old in list(logger.handlers):
+        if isinstance(old, _Installed | journal.JournalHandler):
+            logger.removeHandler(old)
+            old.close()
+    handler: logging.Handler
+    if log_format == "journal" and journal.journald_available():
+        handler = journal.JournalHandler()
+    else:
+        handler = _Installed(sys.stderr if stream is None else stream)
+        handler.setFormatter(
+            JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT)
+        )
     logger.addHandler(handler)
     logger.setLevel(level)
+    if log_format == "journal" and not isinstance(handler, journal.JournalHandler):
+        logger.warning("no journald (%s is missing): logging to stderr", journal.SOCKET)
 
 
 def log_event(

@@ -140,6 +140,8 @@ class _Conn:
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.dropped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.abrupt = False
+        """The connection died without a close frame (the network, not the peer)."""
 
     def drop(self, reason: str) -> None:
         if not self.dropped.done():
@@ -256,7 +258,10 @@ class WebSocketUpstream:
                     lasted = loop.time() - started
                     if lasted >= self._backoff.stable_s:
                         attempt = 0
-                    quick_closes = quick_closes + 1 if lasted < QUICK_CLOSE_S else 0
+                    # Only a peer that answers and then says no counts: a network that
+                    # drops connections is not a refusal, and backoff handles it.
+                    refused = lasted < QUICK_CLOSE_S and not conn.abrupt
+                    quick_closes = quick_closes + 1 if refused else 0
                     if quick_closes >= QUICK_CLOSES:
                         quick_closes = 0
                         await self._wait_rejected(
@@ -349,6 +354,7 @@ class WebSocketUpstream:
                 reason = _close_reason(ws, "connection lost")
             else:
                 reason = finished.result()
+            conn.abrupt = ws.close_code in (None, 1006) and finished is not conn.dropped
         finally:
             for task in tasks:
                 task.cancel()

@@ -1,7 +1,7 @@
 """The turn state machine, sans-I/O: press, speak, release, hear the reply.
 
 A turn is the audio from press to release (R2). It is kept whole until its
-reply starts playing, so that a session lost on the way costs nothing: the
+reply is heard, so that a session lost on the way costs nothing: the
 next session gets the whole turn again before the commit. Audio captured
 while no session is ready is held, in order, up to ``hold_s`` (R1). Only one
 response is ever active (R3): a press during a reply stops playback, cancels
@@ -78,6 +78,7 @@ _TRANSITIONS: frozenset[tuple[TurnState, TurnState]] = frozenset(
         (TurnState.THINKING, TurnState.SPEAKING),  # first reply audio
         (TurnState.THINKING, TurnState.IDLE),  # failed, no audio, or pressed again
         (TurnState.SPEAKING, TurnState.IDLE),  # played to the end, failed, or barge-in
+        (TurnState.SPEAKING, TurnState.THINKING),  # session lost before a sample was heard
     }
 )
 
@@ -293,10 +294,15 @@ class TurnMachine:
         if turn is None:
             return
         if self._state is TurnState.SPEAKING:
-            if not turn.response_done:
-                self._effects.append(StopPlayback())
+            if turn.response_done:
+                return  # a reply that arrived whole plays on
+            self._effects.append(StopPlayback())
+            if turn.reply_played:
                 self._fail(f"the session was lost during the reply: {reason}", now)
-            return  # a reply that arrived whole plays on
+                return
+            # Nothing of the reply was heard yet: ask again, as if it never came.
+            turn.forget_reply()
+            self._set_state(TurnState.THINKING)
         self._outage_noticed = True
         if self._state is TurnState.THINKING and turn.committed_at is not None:
             if turn.attempts >= MAX_ATTEMPTS:
@@ -420,6 +426,7 @@ class TurnMachine:
             return
         if turn.first_play_at is None:
             turn.first_play_at = now
+            turn.audio = bytearray()  # the reply is being heard: the turn is done with
         turn.reply_played += samples
         self._finish_if_played_out(turn, now)
 
@@ -526,7 +533,6 @@ class TurnMachine:
             self._set_state(TurnState.SPEAKING)
             turn.first_audio_at = now
             turn.reply_item_id = event.item_id
-            turn.audio = bytearray()  # the reply has started: the turn is no longer needed
             self._effects.append(Mark("first_audio", turn.number, now))
         turn.reply_queued += len(event.audio) // pcm.SAMPLE_BYTES
         self._effects.append(PlayAudio(event.audio, ReplyTag(turn.number)))

@@ -22,7 +22,7 @@ class Turn:
     number: int
     pressed_at: float
     audio: bytearray = field(default_factory=bytearray)
-    """The turn's audio, kept whole until the reply starts (R2)."""
+    """The turn's audio, kept whole until the reply is heard (R2)."""
     audio_bytes: int = 0
     """All audio captured for the turn (bytes)."""
     sent: int = 0
@@ -54,6 +54,15 @@ class Turn:
     def played_ms(self) -> int:
         """Milliseconds of the reply actually played."""
         return pcm.samples_to_ms(self.reply_played)
+
+    def forget_reply(self) -> None:
+        """Forget a reply that arrived in part but was never heard."""
+        self.first_audio_at = None
+        self.first_play_at = None
+        self.reply_item_id = None
+        self.reply_queued = 0
+        self.reply_played = 0
+        self.transcript = ""
 
     def reset_submission(self) -> None:
         """Forget what was submitted to a session that is gone."""

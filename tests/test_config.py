@@ -20,6 +20,8 @@ from appliance.config import (
     AudioConfig,
     ButtonConfig,
     Config,
+    HardwareConfig,
+    LedConfig,
     Secret,
     UpstreamConfig,
     WatchdogConfig,
@@ -119,7 +121,15 @@ def test_defaults_are_the_contract(tmp_path: Path) -> None:
 def test_every_field_has_a_docstring() -> None:
     tree = ast.parse(Path(config.__file__).read_text())
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
-    for cls in (UpstreamConfig, AudioConfig, ButtonConfig, WatchdogConfig, Config):
+    for cls in (
+        UpstreamConfig,
+        AudioConfig,
+        ButtonConfig,
+        WatchdogConfig,
+        LedConfig,
+        HardwareConfig,
+        Config,
+    ):
         body = classes[cls.__name__].body
         documented = {
             statement.target.id
@@ -698,7 +708,7 @@ def test_render_masks_the_key_and_shows_every_value(tmp_path: Path) -> None:
     document = tomllib.loads(text)
     assert document["upstream"]["api_key"] == "********"
     assert document["audio"]["min_turn_ms"] == 220
-    assert list(document) == ["upstream", "audio", "button", "watchdog"]
+    assert list(document) == ["upstream", "audio", "button", "watchdog", "led", "hardware"]
     assert f"# read from {tmp_path / 'appliance.toml'}" in text
 
 
@@ -720,3 +730,75 @@ def test_render_round_trips(tmp_path: Path) -> None:
 def test_render_quotes_any_string(text: str) -> None:
     rendered = config.render(Config(upstream=UpstreamConfig(instructions=text)))
     assert tomllib.loads(rendered)["upstream"]["instructions"] == text
+
+
+# Devices and hardware profiles
+
+
+def test_a_profile_supplies_defaults_and_explicit_settings_win(tmp_path: Path) -> None:
+    loaded = load(tmp_path, '[hardware]\nprofile = "aiy-voice"\n[led]\npin = 24\n')
+    assert (loaded.button.pin, loaded.button.pull, loaded.button.active) == (23, "up", "low")
+    assert (loaded.led.kind, loaded.led.pin) == ("pwm", 24)
+    assert (loaded.audio.input_rate_hz, loaded.audio.output_rate_hz) == (48_000, 48_000)
+    desktop = load(tmp_path, env={"APPLIANCE_HARDWARE_PROFILE": "desktop"})
+    assert (desktop.button.backend, desktop.led.kind) == ("keyboard", "none")
+    assert load(tmp_path).led.kind == "none"  # no profile: no LED
+
+
+def test_muted_cues_from_toml_and_environment(tmp_path: Path) -> None:
+    loaded = load(tmp_path, '[audio]\nmuted_cues = ["reconnected", "too_short"]\n')
+    assert loaded.audio.muted_cues == ("reconnected", "too_short")
+    env = {"APPLIANCE_AUDIO_MUTED_CUES": "error, listening"}
+    assert load(tmp_path, env=env).audio.muted_cues == ("error", "listening")
+
+
+def test_every_device_problem_is_listed_at_once(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+[hardware]
+profile = "respeaker"
+[audio]
+muted_cues = ["listenin"]
+input_rate_hz = 4000
+period_ms = 500
+prebuffer_ms = -1
+stall_s = 5
+lost_exit_s = 3
+[button]
+pull = "down"
+active = "low"
+debounce_ms = 900
+[led]
+kind = "rgb"
+red_pin = 17
+green_pin = 30
+blue_pin = 17
+""",
+    )
+    text = "\n".join(found)
+    for expected in (
+        'hardware.profile: expected "" or one of "generic"',
+        "audio.muted_cues: expected cues from listening",
+        "did you mean listening?",
+        "audio.input_rate_hz: expected 0 (automatic) or a rate from 8000 to 192000 Hz, got 4000",
+        "audio.period_ms: expected 5 to 100 milliseconds, got 500",
+        "audio.prebuffer_ms: expected 0 to 1000 milliseconds, got -1",
+        "audio.lost_exit_s: must not be less than audio.stall_s (5 s)",
+        'button.active: a pull-down button reads high when held: set button.active = "high"',
+        "button.debounce_ms: expected 0 to 500 milliseconds, got 900",
+        "led.red_pin: GPIO17 is the button's pin (button.pin)",
+        "led.green_pin: expected a GPIO pin (BCM) from 0 to 27, got 30",
+        "led.red_pin: the red, green and blue pins must differ",
+    ):
+        assert expected in text, (expected, found)
+    assert len(found) == 12, found
+
+
+def test_a_mistyped_profile_is_one_problem(tmp_path: Path) -> None:
+    assert one_problem(tmp_path, "[hardware]\nprofile = 3\n").endswith(
+        "hardware.profile: expected a string, got 3"
+    )
+    assert "audio.muted_cues: expected a list of names" in one_problem(
+        tmp_path, "[audio]\nmuted_cues = 3\n"
+    )

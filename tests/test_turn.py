@@ -23,7 +23,6 @@ from appliance.effects import (
     StopPlayback,
     TurnDone,
 )
-from appliance.errors import LocalProtocolError
 from appliance.realtime.session import Session
 from appliance.turn import TurnMachine, TurnState
 
@@ -264,16 +263,43 @@ def test_session_lost_after_commit_resends_once_then_fails() -> None:
     assert PlayCue("error") in h.effects
 
 
-def test_session_lost_during_reply_stops_and_fails() -> None:
+def test_session_lost_during_a_reply_being_heard_stops_and_fails() -> None:
     h = Harness()
     h.connect()
     h.press()
     h.speak(10)
     h.release()
     h.reply()
+    h.played(ReplyTag(1), 480)
     h.lose()
     assert h.of(StopPlayback)
     assert h.done()[0].metrics.outcome == "failed"
+    assert PlayCue("error") in h.effects
+
+
+def test_session_lost_before_any_reply_was_heard_asks_again() -> None:
+    h = Harness()
+    h.connect()
+    h.press()
+    h.speak(10)
+    h.release()
+    h.reply()  # audio arrived, but the speaker has not played a sample of it
+    h.lose()
+    assert h.of(StopPlayback)
+    assert not h.done()
+    assert h.machine.state is TurnState.THINKING
+    before = len(h.sent)
+    h.connect()
+    again = h.sent[before:]
+    assert [m["type"] for m in again][-2:] == ["input_audio_buffer.commit", "response.create"]
+    resent = b"".join(
+        base64.b64decode(m["audio"]) for m in again if m["type"] == "input_audio_buffer.append"
+    )
+    assert resent == CHUNK * 10
+    h.reply(response="r2", samples=480)
+    h.response_done("r2")
+    h.played(ReplyTag(1), 480)
+    assert h.done()[0].metrics.outcome == "replied"
 
 
 def test_session_lost_after_all_reply_audio_arrived_keeps_playing() -> None:

@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
+from appliance.emulator import items
 from appliance.emulator.replies import bytes_per_ms, chime, convert, sample_bytes
 from appliance.emulator.responses import ActiveResponse, ResponseRecord
-from appliance.emulator.session_config import default_session, merge_session
+from appliance.emulator.session_config import SESSION_LIFETIME_S, default_session, merge_session
 from appliance.emulator.validation import Problem, validate_client_event
 from appliance.emulator.wire import Item, error_event, new_id
 
@@ -39,14 +40,25 @@ class Conversation:
         model: The model from the ``?model=`` query.
         reply: ``echo`` answers with the last committed audio, ``tone`` with a chime.
         created_at_s: Creation time, Unix seconds (gives ``expires_at``).
+        lifetime_s: ``expires_at`` is this long after creation (seconds).
     """
 
-    def __init__(self, model: str, *, reply: Literal["echo", "tone"], created_at_s: float) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        reply: Literal["echo", "tone"],
+        created_at_s: float,
+        lifetime_s: float = SESSION_LIFETIME_S,
+    ) -> None:
         self.session_id = new_id("sess_")
         self.model = model
         self.reply = reply
         self.config = default_session(
-            session_id=self.session_id, model=model, created_at_s=created_at_s
+            session_id=self.session_id,
+            model=model,
+            created_at_s=created_at_s,
+            lifetime_s=lifetime_s,
         )
         self.items: list[Item] = []
         self.buffer = bytearray()
@@ -55,6 +67,7 @@ class Conversation:
         self.responses: list[ResponseRecord] = []
         """One record per response started, in order."""
         self.active: ActiveResponse | None = None
+        self._failure: dict[str, Any] | None = None
         self._conversation_id = new_id("conv_")
         self._voice_locked = False
         self._handlers: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]] | Problem]] = {
@@ -102,6 +115,14 @@ class Conversation:
             problem = result
         logger.debug("rejecting %s: %s", message.get("type"), problem.message)
         return [error_event(problem, client_event_id=event_id)]
+
+    def fail_next_response(self, error: dict[str, Any]) -> None:
+        """Make the next ``response.create`` fail at once (a fault).
+
+        Args:
+            error: ``type``, ``code`` and ``message`` for ``status_details.error``.
+        """
+        self._failure = dict(error)
 
     def advance(self, response_id: str) -> tuple[list[dict[str, Any]], bool]:
         """Produce the next step of a streaming response.
@@ -229,6 +250,7 @@ class Conversation:
             audio = chime(length_s, audio_format=out_format)
             transcript = "(tone)"
         voice = output.get("voice", self._voice())
+        failure, self._failure = self._failure, None
         active = ActiveResponse(
             new_id("resp_"),
             item_id=new_id("item_"),
@@ -241,6 +263,9 @@ class Conversation:
             previous_item_id=self.items[-1].id if self.items and in_conversation else None,
             input_tokens=int(sum(item.audio_ms for item in self.items) / 100),
         )
+        if failure is not None:
+            self.responses.append(active.record)
+            return active.fail(failure)
         self.active = active
         self.responses.append(active.record)
         if active.in_conversation:
@@ -322,73 +347,10 @@ class Conversation:
         return [self._event("conversation.item.deleted", item_id=item.id)]
 
     def _on_item_retrieve(self, message: dict[str, Any]) -> list[dict[str, Any]] | Problem:
-        item = self._find(message["item_id"])
-        if item is None:
-            return Problem(
-                "item_retrieve_invalid_item_id",
-                f"Error retrieving item: the item with id '{message['item_id']}' does not exist.",
-                "item_id",
-            )
-        wire = dict(item.wire)
-        wire["content"] = [
-            {**part, "audio": base64.b64encode(item.audio).decode("ascii")}
-            if part.get("type") in ("input_audio", "output_audio")
-            else part
-            for part in wire.get("content", [])
-        ]
-        return [self._event("conversation.item.retrieved", item=wire)]
+        return items.retrieve(self._find(message["item_id"]), message["item_id"])
 
     def _on_item_truncate(self, message: dict[str, Any]) -> list[dict[str, Any]] | Problem:
-        item_id: str = message["item_id"]
-        item = self._find(item_id)
-        if item is None:
-            return Problem(
-                "item_truncate_invalid_item_id",
-                f"Item with item_id not found: {item_id}",
-                "item_id",
-            )
-        parts = item.wire.get("content", [])
-        if item.wire.get("role") != "assistant" or not any(
-            part.get("type") == "output_audio" for part in parts
-        ):
-            return Problem(
-                "unsupported_content_type",
-                "Only assistant messages with audio content can be truncated.",
-                "item_id",
-            )
-        if message["content_index"] >= len(parts):
-            return Problem(
-                "invalid_value", "Invalid 'content_index': no such content part.", "content_index"
-            )
-        end_ms: int = message["audio_end_ms"]
-        if end_ms > item.audio_ms:
-            return Problem(
-                None,
-                f"Audio content of {int(item.audio_ms)}ms is already shorter than {end_ms}ms",
-                None,
-            )
-        # The unheard part of the transcript is dropped, in proportion to the audio.
-        # New dicts: events already sent (and recorded) share the old ones.
-        kept = end_ms / item.audio_ms if item.audio_ms else 0.0
-        content = []
-        for part in parts:
-            transcript = part.get("transcript")
-            if part.get("type") == "output_audio" and transcript:
-                words = transcript.split(" ")
-                part = {**part, "transcript": " ".join(words[: int(len(words) * kept)])}
-            content.append(part)
-        item.wire = {**item.wire, "content": content}
-        step = item.sample_bytes
-        item.audio = item.audio[: int(len(item.audio) * kept) // step * step]
-        item.audio_ms = float(end_ms)
-        return [
-            self._event(
-                "conversation.item.truncated",
-                item_id=item_id,
-                content_index=message["content_index"],
-                audio_end_ms=end_ms,
-            )
-        ]
+        return items.truncate(self._find(message["item_id"]), message)
 
     # Helpers.
 

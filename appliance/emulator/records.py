@@ -1,4 +1,4 @@
-"""What tests inspect and steer: injected faults and the record of each connection."""
+"""What tests inspect: the record of each connection (and ``Faults``, re-exported)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from appliance.emulator.conversation import Conversation
+from appliance.emulator.faults import Faults
 from appliance.emulator.responses import ResponseRecord
 
 __all__ = ["Connection", "Direction", "Faults", "Observer"]
 
 Direction = Literal["client", "server"]
 Observer = Callable[[Direction, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Misbehaviour to inject, read once per connection when it is accepted."""
-
-    created_delay_s: float = 0.0
-    """Wait this long after the handshake before sending ``session.created`` (seconds)."""
-    updated_delay_s: float = 0.0
-    """Wait this long before answering a valid ``session.update`` (seconds)."""
-    reject_update: bool = False
-    """Answer each ``session.update`` with an ``invalid_value`` error, no ``session.updated``."""
-    drop_after_appends: int | None = None
-    """Abort the connection, with no close frame, on this many ``input_audio_buffer.append``."""
 
 
 @dataclass(eq=False)
@@ -43,6 +30,16 @@ class Connection:
     """Every server event, in order."""
     log: list[tuple[Direction, dict[str, Any]]] = field(default_factory=list)
     """Both directions interleaved, in the order they happened."""
+    malformed: list[tuple[int, str]] = field(default_factory=list)
+    """Malformed messages sent by the fault: (server events sent before it, its text)."""
+    faults: Faults = field(default_factory=Faults)
+    """The faults this connection was served with."""
+    opened_at: float = 0.0
+    """When it was accepted (loop clock, seconds)."""
+    closed_at: float | None = None
+    """When it ended (loop clock, seconds)."""
+    stalled_at: float | None = None
+    """When it went silent (loop clock, seconds), under a stall fault."""
     closed: bool = False
     """True once the connection has ended."""
     close_code: int | None = None

@@ -26,7 +26,7 @@ class ResponseRecord:
     response_id: str
     """The ``resp_...`` identifier."""
     status: str = "in_progress"
-    """``in_progress``, then ``completed`` or ``cancelled``."""
+    """``in_progress``, then ``completed`` or ``cancelled``; ``failed`` under a fault."""
     audio_ms: dict[str, float] = field(default_factory=dict)
     """Milliseconds of audio sent in deltas, per output item id."""
     transcript: str = ""
@@ -230,6 +230,23 @@ class ActiveResponse:
         response["usage"] = self._usage()
         events.append(self._event("response.done", response=response))
         return events
+
+    def fail(self, error: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events of a response that failed before producing anything.
+
+        Args:
+            error: ``type``, ``code`` and ``message`` for ``status_details.error``.
+
+        Returns:
+            ``response.created`` and ``response.done`` with status ``failed``.
+        """
+        self.record.status = "failed"
+        done = self._response("failed", output=[])
+        done["status_details"] = {"type": "failed", "error": dict(error)}
+        return [
+            self._event("response.created", response=self._response("in_progress", output=[])),
+            self._event("response.done", response=done),
+        ]
 
     def _index(self) -> dict[str, Any]:
         """Where an output item sits: its response and position (one item: index 0)."""

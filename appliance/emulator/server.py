@@ -1,31 +1,32 @@
-"""The emulator's WebSocket server: handshake, authentication, and the per-connection loop.
+"""The emulator's WebSocket server: handshake, authentication, faults, and its connections.
 
-Each connection runs three tasks: the handler reads and records client events
-as they arrive; a processor feeds them to a ``Conversation`` in order (after
-the configured delays) and paces responses; a writer sends server events in
-the order they were produced.
+Each connection is served by a ``Handler`` (see ``handler``). The faults of a
+connection are chosen when its handshake arrives: ``Emulator.faults``, or
+what ``faults_for`` answers for that handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from appliance.emulator.checks import Problem
 from appliance.emulator.conversation import Conversation
-from appliance.emulator.records import Connection, Direction, Faults, Observer
+from appliance.emulator.faults import handshake_refusal
+from appliance.emulator.handler import Handler, Link
+from appliance.emulator.records import Connection, Faults, Observer
+from appliance.emulator.session_config import SESSION_LIFETIME_S
 from appliance.emulator.wire import error_event
 
 __all__ = ["Connection", "Emulator", "Faults", "Observer", "run_emulator"]
@@ -57,8 +58,12 @@ class Emulator:
         port: TCP port; 0 picks a free one.
         faults: Misbehaviour to inject; tests may replace ``faults`` between connections.
         observer: Called with ``("client", event)`` for each client event received
-            and ``("server", event)`` before each server event is sent.
+            and ``("server", event)`` before each server event is sent (never with
+            a malformed message: see ``Connection.malformed``).
         chunk_interval_s: Pause between reply deltas, in seconds.
+        faults_for: Called with the handshake's number (1 for the first) as each
+            handshake arrives; its answer replaces ``faults`` for that handshake
+            and its connection (chaos tests vary faults from one to the next).
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class Emulator:
         faults: Faults = NO_FAULTS,
         observer: Observer | None = None,
         chunk_interval_s: float = CHUNK_INTERVAL_S,
+        faults_for: Callable[[int], Faults] | None = None,
     ) -> None:
         if reply not in ("echo", "tone"):
             raise ValueError(f"reply must be 'echo' or 'tone', not {reply!r}")
@@ -82,6 +88,12 @@ class Emulator:
         self._port = port
         self._observer = observer
         self._chunk_interval_s = chunk_interval_s
+        self._faults_for = faults_for
+        self._handshakes = 0
+        self._faults_of: weakref.WeakKeyDictionary[ServerConnection, Faults] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._silent: set[ServerConnection] = set()
         self._server: Server | None = None
 
     @property
@@ -106,12 +118,16 @@ class Emulator:
             process_request=self._check_handshake,
             compression=None,
             max_size=MAX_MESSAGE_BYTES,
+            ping_interval=None,  # the client's keepalive is what is tested; stalls stay silent
         )
         logger.debug("emulator bound to %s", self.url)
 
     async def stop(self) -> None:
-        """Close every connection (code 1001) and the server."""
+        """Close every connection (code 1001; silent ones abruptly) and the server."""
         if self._server is not None:
+            for ws in list(self._silent):
+                ws.transport.abort()  # it reads nothing: no closing handshake could finish
+            await asyncio.sleep(0)
             self._server.close()
             await self._server.wait_closed()
             self._server = None
@@ -143,6 +159,12 @@ class Emulator:
         target = urlsplit(request.path)
         if not target.path.rstrip("/").endswith("/realtime"):
             return _http_error(connection, HTTPStatus.NOT_FOUND, "Not found.", None)
+        self._handshakes += 1
+        faults = self.faults if self._faults_for is None else self._faults_for(self._handshakes)
+        if faults.reject_handshake is not None:
+            logger.info("fault: refusing the handshake with HTTP %d", faults.reject_handshake)
+            message, code = handshake_refusal(faults.reject_handshake)
+            return _http_error(connection, HTTPStatus(faults.reject_handshake), message, code)
         authorization = request.headers.get("Authorization", "")
         scheme, _, key = authorization.partition(" ")
         if not authorization:
@@ -171,6 +193,7 @@ class Emulator:
                 "Missing required parameter: 'model'.",
                 "missing_required_parameter",
             )
+        self._faults_of[connection] = faults
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -178,9 +201,22 @@ class Emulator:
         request = ws.request
         assert request is not None  # set once the handshake succeeded
         model = parse_qs(urlsplit(request.path).query)["model"][0]
-        faults = self.faults
-        conversation = Conversation(model, reply=self._reply, created_at_s=time.time())
-        record = Connection(model=model, conversation=conversation)
+        faults = self._faults_of.pop(ws, self.faults)
+        lifetime_s = faults.expires_in_s
+        if lifetime_s is None:
+            lifetime_s = faults.expire_after_s
+        conversation = Conversation(
+            model,
+            reply=self._reply,
+            created_at_s=time.time(),
+            lifetime_s=SESSION_LIFETIME_S if lifetime_s is None else lifetime_s,
+        )
+        record = Connection(
+            model=model,
+            conversation=conversation,
+            faults=faults,
+            opened_at=asyncio.get_running_loop().time(),
+        )
         self.connections.append(record)
         logger.info(
             "connection %d opened: session %s, model %s",
@@ -188,171 +224,38 @@ class Emulator:
             record.session_id,
             model,
         )
-        link = _Link(ws, record, self._observer)
-        tasks = [asyncio.create_task(link.write())]
         try:
             if "OpenAI-Beta" in request.headers:
-                await self._refuse_beta(ws, link)
+                await self._refuse_beta(ws, record)
                 return
-            inbox: asyncio.Queue[dict[str, Any] | Problem | None] = asyncio.Queue()
-            tasks.append(asyncio.create_task(self._process(conversation, inbox, link, faults)))
-            await self._read(ws, record, inbox, faults)
+            handler = Handler(
+                ws,
+                record,
+                faults=faults,
+                observer=self._observer,
+                chunk_interval_s=self._chunk_interval_s,
+                on_stall=self._silent.add,
+            )
+            await handler.run()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self._silent.discard(ws)
             record.closed = True
+            record.closed_at = asyncio.get_running_loop().time()
             record.close_code = ws.close_code
             logger.info("connection closed: session %s, code %s", record.session_id, ws.close_code)
 
-    async def _refuse_beta(self, ws: ServerConnection, link: _Link) -> None:
+    async def _refuse_beta(self, ws: ServerConnection, record: Connection) -> None:
         problem = Problem("beta_api_shape_disabled", BETA_MESSAGE, None)
         logger.info("refusing a beta client (OpenAI-Beta header)")
-        link.put([error_event(problem, client_event_id=None)])
-        await link.drain()
-        await ws.close(BETA_CLOSE_CODE, BETA_MESSAGE)
-
-    async def _read(
-        self,
-        ws: ServerConnection,
-        record: Connection,
-        inbox: asyncio.Queue[dict[str, Any] | Problem | None],
-        faults: Faults,
-    ) -> None:
-        """Record each client message as it arrives and queue it for processing."""
-        appends = 0
+        link = Link(ws, record, self._observer, NO_FAULTS)
+        writer = asyncio.create_task(link.write())
         try:
-            async for raw in ws:
-                try:
-                    message = json.loads(raw)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    logger.info("client sent invalid JSON: %s", exc)
-                    inbox.put_nowait(
-                        Problem("invalid_json", f"Invalid JSON in client event: {exc}.", None)
-                    )
-                    continue
-                if not isinstance(message, dict):
-                    inbox.put_nowait(
-                        Problem(
-                            "invalid_json",
-                            "Invalid client event: expected a JSON object.",
-                            None,
-                        )
-                    )
-                    continue
-                record.received.append(message)
-                record.log.append(("client", message))
-                _notify(self._observer, "client", message)
-                inbox.put_nowait(message)
-                if message.get("type") == "input_audio_buffer.append":
-                    appends += 1
-                    if appends == faults.drop_after_appends:
-                        logger.info("fault: dropping the connection after %d appends", appends)
-                        ws.transport.abort()
-                        return
-        except ConnectionClosed as exc:
-            logger.debug("connection lost: %s", exc)
-        finally:
-            inbox.put_nowait(None)
-
-    async def _process(
-        self,
-        conversation: Conversation,
-        inbox: asyncio.Queue[dict[str, Any] | Problem | None],
-        link: _Link,
-        faults: Faults,
-    ) -> None:
-        """Answer client events in order; stream each response from its own task."""
-        streams: set[asyncio.Task[None]] = set()
-        try:
-            if faults.created_delay_s > 0:
-                await asyncio.sleep(faults.created_delay_s)
-            link.put([conversation.created()])
-            while (message := await inbox.get()) is not None:
-                if isinstance(message, Problem):
-                    link.put([error_event(message, client_event_id=None)])
-                    continue
-                try:
-                    events = conversation.receive(message, reject_update=faults.reject_update)
-                except Exception:
-                    logger.exception("emulator failed on a %s event", message.get("type"))
-                    events = [_server_error(message)]
-                if faults.updated_delay_s > 0 and any(
-                    event["type"] == "session.updated" for event in events
-                ):
-                    await asyncio.sleep(faults.updated_delay_s)
-                link.put(events)
-                for event in events:
-                    if event["type"] == "response.created":
-                        task = asyncio.create_task(
-                            self._stream(conversation, event["response"]["id"], link)
-                        )
-                        streams.add(task)
-                        task.add_done_callback(streams.discard)
-        finally:
-            for task in list(streams):
-                task.cancel()
-            await asyncio.gather(*streams, return_exceptions=True)
-
-    async def _stream(self, conversation: Conversation, response_id: str, link: _Link) -> None:
-        """Pace one response: a delta, then a short pause, until it ends or is cancelled."""
-        more = True
-        while more:
-            await asyncio.sleep(self._chunk_interval_s)
-            events, more = conversation.advance(response_id)
-            link.put(events)
+            link.put([error_event(problem, client_event_id=None)])
             await link.drain()
-
-
-class _Link:
-    """The sending side of a connection: one queue, one writer, order preserved."""
-
-    def __init__(self, ws: ServerConnection, record: Connection, observer: Observer | None):
-        self._ws = ws
-        self._record = record
-        self._observer = observer
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    def put(self, events: list[dict[str, Any]]) -> None:
-        """Queue server events to send, in order."""
-        for event in events:
-            self._queue.put_nowait(event)
-
-    async def drain(self) -> None:
-        """Wait until everything queued has been written."""
-        await self._queue.join()
-
-    async def write(self) -> None:
-        """Send queued events until cancelled; after the connection is lost, drop them."""
-        while True:
-            event = await self._queue.get()
-            try:
-                self._record.sent.append(event)
-                self._record.log.append(("server", event))
-                _notify(self._observer, "server", event)
-                with contextlib.suppress(ConnectionClosed):
-                    await self._ws.send(json.dumps(event))
-            finally:
-                self._queue.task_done()
-
-
-def _notify(observer: Observer | None, direction: Direction, message: dict[str, Any]) -> None:
-    if observer is None:
-        return
-    try:
-        observer(direction, message)
-    except Exception:
-        logger.exception("the emulator's observer failed on a %s event", direction)
-
-
-def _server_error(message: dict[str, Any]) -> dict[str, Any]:
-    raw_id = message.get("event_id")
-    event = error_event(
-        Problem(None, "The server had an error while processing your request.", None),
-        client_event_id=raw_id if isinstance(raw_id, str) else None,
-    )
-    event["error"]["type"] = "server_error"
-    return event
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        await ws.close(BETA_CLOSE_CODE, BETA_MESSAGE)
 
 
 def _http_error(
@@ -367,7 +270,9 @@ def _http_error(
     return response
 
 
-async def run_emulator(*, host: str, port: int, api_key: str, reply: str) -> None:
+async def run_emulator(
+    *, host: str, port: int, api_key: str, reply: str, faults: Faults = NO_FAULTS
+) -> None:
     """Serve the emulator until cancelled.
 
     Args:
@@ -375,6 +280,7 @@ async def run_emulator(*, host: str, port: int, api_key: str, reply: str) -> Non
         port: TCP port; 0 picks a free one.
         api_key: The only key accepted.
         reply: ``echo`` or ``tone``.
+        faults: Misbehaviour to inject into every connection (default: none).
 
     Raises:
         ValueError: ``reply`` is neither ``echo`` nor ``tone``.
@@ -382,6 +288,10 @@ async def run_emulator(*, host: str, port: int, api_key: str, reply: str) -> Non
     if reply not in ("echo", "tone"):
         raise ValueError(f"reply must be 'echo' or 'tone', not {reply!r}")
     mode: Literal["echo", "tone"] = "echo" if reply == "echo" else "tone"
-    async with Emulator(api_key=api_key, reply=mode, host=host, port=port) as emulator:
+    async with Emulator(
+        api_key=api_key, reply=mode, host=host, port=port, faults=faults
+    ) as emulator:
         logger.info("emulator listening on %s", emulator.url)
+        if faults != NO_FAULTS:
+            logger.info("emulator faults: %s", faults)
         await asyncio.Future()

@@ -38,7 +38,9 @@ _SEMANTIC_VAD_DEFAULTS: dict[str, Any] = {
 }
 
 
-def default_session(*, session_id: str, model: str, created_at_s: float) -> dict[str, Any]:
+def default_session(
+    *, session_id: str, model: str, created_at_s: float, lifetime_s: float = SESSION_LIFETIME_S
+) -> dict[str, Any]:
     """The configuration a new session starts with, as sent in ``session.created``.
 
     Server VAD is on, which answers by itself: a push-to-talk client must turn it off.
@@ -46,7 +48,8 @@ def default_session(*, session_id: str, model: str, created_at_s: float) -> dict
     Args:
         session_id: ``sess_...`` identifier.
         model: The model from the ``?model=`` query.
-        created_at_s: Creation time, Unix seconds; ``expires_at`` is one hour later.
+        created_at_s: Creation time, Unix seconds.
+        lifetime_s: ``expires_at`` is this long after creation (seconds; one hour).
     """
     return {
         "type": "realtime",
@@ -61,7 +64,7 @@ def default_session(*, session_id: str, model: str, created_at_s: float) -> dict
         "tracing": None,
         "prompt": None,
         "truncation": "auto",
-        "expires_at": int(created_at_s) + SESSION_LIFETIME_S,
+        "expires_at": int(created_at_s + lifetime_s),
         "audio": {
             "input": {
                 "format": {"type": "audio/pcm", "rate": 24_000},

@@ -9,7 +9,7 @@ from typing import Any
 
 from appliance.emulator.checks import Problem
 
-__all__ = ["Item", "error_event", "new_id"]
+__all__ = ["Item", "error_event", "new_id", "server_event"]
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -17,6 +17,11 @@ _ALPHABET = string.ascii_letters + string.digits
 def new_id(prefix: str) -> str:
     """A random identifier in the service's style: ``prefix`` then 21 letters or digits."""
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(21))
+
+
+def server_event(kind: str, **fields: Any) -> dict[str, Any]:
+    """A server event of type ``kind`` with a fresh ``event_id`` and ``fields``."""
+    return {"type": kind, "event_id": new_id("event_"), **fields}
 
 
 def error_event(problem: Problem, *, client_event_id: str | None) -> dict[str, Any]:

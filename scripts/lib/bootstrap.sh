@@ -12,9 +12,14 @@
 set -euo pipefail
 
 # Debian packages every use of the project needs, space-separated.
-APT_PACKAGES="python3-venv"
+# portaudio19-dev: PyAudio has no Linux wheel and builds against it.
+# libsystemd-dev, pkg-config, gcc, python3-dev: pip builds systemd-python (sd_notify, journald).
+APT_PACKAGES="python3-venv libsystemd-dev pkg-config gcc python3-dev portaudio19-dev"
 # Debian packages only the tests need, space-separated.
-APT_TEST_PACKAGES=""
+# systemd, systemd-container: systemd-analyze and systemd-nspawn run the unit under real systemd.
+# pulseaudio, pulseaudio-utils, libasound2-plugins, alsa-utils: a private sound
+# server and ALSA plugins, so the tests run the real PyAudio path without a sound card.
+APT_TEST_PACKAGES="systemd systemd-container openssl alsa-utils libasound2-plugins pulseaudio pulseaudio-utils"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO_ROOT/.venv"

@@ -1,0 +1,222 @@
+"""A PortAudio microphone (PyAudio, callback mode) that reopens itself when the device fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pyaudio
+
+from appliance.audio import pcm, portaudio
+from appliance.audio.convert import CaptureConverter
+from appliance.audio.ports import ChunkSink
+from appliance.errors import AudioDeviceError
+from appliance.handoff import Handoff
+
+logger = logging.getLogger(__name__)
+
+HANDOFF_CHUNKS = 50
+"""Captured chunks that may wait for the event loop (one second of 20 ms periods)."""
+
+REOPEN_BASE_S = 0.5
+"""First wait before reopening a failed device (seconds); it doubles up to ``REOPEN_MAX_S``."""
+
+REOPEN_MAX_S = 10.0
+"""Longest wait between two attempts to reopen a failed device (seconds)."""
+
+
+class _Stream:
+    """One open PortAudio capture stream; its callback runs on PortAudio's thread."""
+
+    def __init__(self, handoff: Handoff[bytes]) -> None:
+        self.handoff = handoff
+        self.pa: pyaudio.PyAudio | None = None
+        self.stream: pyaudio.Stream | None = None
+        self.converter: CaptureConverter | None = None
+        self.overflows = 0
+
+    def callback(
+        self, data: bytes | None, frames: int, timing: Any, status: int
+    ) -> tuple[None, int]:
+        # PortAudio's thread: hand the chunk over and nothing else.
+        if status & pyaudio.paInputOverflow:
+            self.overflows += 1
+        try:
+            self.handoff.put_threadsafe(data or b"")
+        except RuntimeError:  # the loop is gone: the stream outlived the daemon
+            return None, pyaudio.paAbort
+        return None, pyaudio.paContinue
+
+    def open(self, spec: str, rate_hz: int, period_ms: int) -> str:
+        """Open the device (blocking); returns the line that describes it."""
+        self.pa = pa = portaudio.start()
+        try:
+            device = portaudio.find(pa, spec, "input")
+            rate, channels = portaudio.choose_format(
+                device,
+                wanted_rate_hz=rate_hz,
+                supported=lambda r, c: portaudio.supports(
+                    pa, device, "input", rate_hz=r, channels=c
+                ),
+                direction="input",
+            )
+            frames = rate * period_ms // 1000
+            self.converter = CaptureConverter(rate, channels=channels)
+            self.stream = pa.open(
+                rate=rate,
+                channels=channels,
+                format=pyaudio.paInt16,
+                input=True,
+                input_device_index=device.index,
+                frames_per_buffer=frames,
+                stream_callback=self.callback,
+            )
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise AudioDeviceError(f"cannot open the microphone {spec!r}: {exc}") from exc
+        except AudioDeviceError:
+            self.close()
+            raise
+        converted = "" if rate == pcm.RATE_HZ else f", converted to {pcm.RATE_HZ} Hz by soxr"
+        return (
+            f"microphone open: {device.name!r} (index {device.index}, {device.host_api}) "
+            f"at {rate} Hz, {channels} channel(s), {period_ms} ms periods{converted}"
+        )
+
+    def close(self) -> None:
+        """Stop and release everything (blocking). Idempotent."""
+        stream, self.stream = self.stream, None
+        pa, self.pa = self.pa, None
+        if stream is not None:
+            stream.close()  # aborts a running stream: nothing queued is worth waiting for
+        if pa is not None:
+            pa.terminate()
+
+
+class PyAudioMicrophone:
+    """A sound card's capture side as an always-on microphone.
+
+    Captures at the device's rate in ``period_ms`` periods (PyAudio callback
+    mode). The callback only hands each chunk to the event loop, into a
+    bounded queue that drops the oldest when full (counted in
+    :attr:`dropped_chunks`); the loop converts to 24 kHz mono and delivers
+    exact 20 ms periods. A device that delivers nothing for ``stall_s``
+    seconds is closed and reopened, with waits from 0.5 s doubling to 10 s,
+    for as long as it takes; the daemon sees the silence and shows it.
+
+    Args:
+        device: A device name, a unique part of one, or an index (see
+            ``appliance devices``).
+        rate_hz: The rate to open at; 0: 24 kHz if the device takes it, else
+            its native rate.
+        period_ms: The capture period (milliseconds).
+        stall_s: Seconds without a callback after which the device counts as lost.
+    """
+
+    def __init__(
+        self,
+        device: str = "default",
+        *,
+        rate_hz: int = 0,
+        period_ms: int = pcm.PERIOD_MS,
+        stall_s: float = 2.0,
+    ) -> None:
+        self.device = device
+        self._rate_hz = rate_hz
+        self._period_ms = period_ms
+        self._stall_s = stall_s
+        self._stream: _Stream | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.reopens = 0
+        """Times the device was reopened after a failure."""
+        self._dropped_before = 0
+
+    @property
+    def dropped_chunks(self) -> int:
+        """Captured chunks dropped because the event loop fell behind."""
+        current = self._stream.handoff.dropped if self._stream is not None else 0
+        return self._dropped_before + current
+
+    async def open(self, sink: ChunkSink) -> None:
+        """Open the device and start delivering 24 kHz periods to ``sink``.
+
+        Raises:
+            AudioDeviceError: the device cannot be opened (later failures are
+                retried instead).
+            RuntimeError: the microphone is already open.
+        """
+        if self._task is not None:
+            raise RuntimeError("microphone is already open")
+        await self._start()
+        self._task = asyncio.create_task(self._run(sink), name="pyaudio microphone")
+
+    async def _start(self) -> None:
+        stream = _Stream(Handoff(asyncio.get_running_loop(), maxlen=HANDOFF_CHUNKS))
+        # Kept before the open completes: if we are cancelled meanwhile, close() still
+        # closes it (the worker thread runs the close after the open).
+        self._stream = stream
+        try:
+            line = await portaudio.call(stream.open, self.device, self._rate_hz, self._period_ms)
+        except AudioDeviceError:
+            self._stream = None
+            raise
+        logger.info("%s", line)
+
+    async def _stop(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            self._dropped_before += stream.handoff.dropped
+            if stream.overflows or stream.handoff.dropped:
+                logger.warning(
+                    "microphone: %d input overflows, %d chunks dropped by a late loop",
+                    stream.overflows,
+                    stream.handoff.dropped,
+                )
+            await portaudio.close(stream.close, what="microphone")
+
+    async def _run(self, sink: ChunkSink) -> None:
+        while True:
+            try:
+                await self._pump(sink)
+            except AudioDeviceError as exc:
+                logger.error("microphone lost: %s; reopening it", exc)
+            await self._stop()
+            await self._reopen()
+
+    async def _pump(self, sink: ChunkSink) -> None:
+        stream = self._stream
+        assert stream is not None and stream.converter is not None
+        loop = asyncio.get_running_loop()
+        heard_at = loop.time()
+        while True:
+            try:
+                async with asyncio.timeout_at(heard_at + self._stall_s):
+                    chunk = await stream.handoff.get()
+            except TimeoutError:
+                raise AudioDeviceError(f"no audio for {self._stall_s:g} s") from None
+            if chunk:  # a broken stream may call back with nothing: that is no sign of life
+                heard_at = loop.time()
+            for period in stream.converter.feed(chunk):
+                sink(period)
+
+    async def _reopen(self) -> None:
+        delay_s = REOPEN_BASE_S
+        while True:
+            await asyncio.sleep(delay_s)
+            try:
+                await self._start()
+            except AudioDeviceError as exc:
+                delay_s = min(delay_s * 2, REOPEN_MAX_S)
+                logger.warning("microphone still unavailable (%s); next try in %g s", exc, delay_s)
+                continue
+            self.reopens += 1
+            return
+
+    async def close(self) -> None:
+        """Stop capturing and release the device. Idempotent."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        await self._stop()

@@ -1,0 +1,260 @@
+"""A PortAudio speaker (PyAudio, callback mode) with a playout buffer, reopened when it fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+import pyaudio
+
+from appliance.audio import pcm, portaudio
+from appliance.audio.playout import Played, Playout
+from appliance.audio.ports import PlayedReport
+from appliance.errors import AudioDeviceError
+
+logger = logging.getLogger(__name__)
+
+REOPEN_BASE_S = 0.5
+"""First wait before reopening a failed device (seconds); it doubles up to ``REOPEN_MAX_S``."""
+
+REOPEN_MAX_S = 10.0
+"""Longest wait between two attempts to reopen a failed device (seconds)."""
+
+
+class PyAudioSpeaker:
+    """A sound card's playback side, playing one persistent stream.
+
+    The stream runs from :meth:`open` to :meth:`close` and plays silence
+    when there is nothing to play, so the device never suspends and the
+    first syllable of a reply is never lost. PortAudio's callback pulls each
+    period from a :class:`~appliance.audio.playout.Playout` (prebuffer,
+    underruns zero-filled and counted, soxr to the device's rate) under a
+    lock, and hands what it played to the event loop with
+    ``loop.call_soon_threadsafe``; reports waiting for the loop are merged,
+    so that queue is bounded by the number of tags. A device whose callbacks
+    stop for ``stall_s`` seconds is closed and reopened, waiting 0.5 s
+    doubling to 10 s between attempts; the queue is kept meanwhile.
+
+    Args:
+        device: A device name, a unique part of one, or an index.
+        rate_hz: The rate to open at; 0: 24 kHz if the device takes it, else
+            its native rate.
+        period_ms: The playback period (milliseconds).
+        prebuffer_ms: Audio gathered before playback starts after silence
+            (milliseconds).
+        stall_s: Seconds without a callback after which the device counts as lost.
+    """
+
+    def __init__(
+        self,
+        device: str = "default",
+        *,
+        rate_hz: int = 0,
+        period_ms: int = pcm.PERIOD_MS,
+        prebuffer_ms: int = 60,
+        stall_s: float = 2.0,
+    ) -> None:
+        self.device = device
+        self._rate_hz = rate_hz
+        self._period_ms = period_ms
+        self._prebuffer_ms = prebuffer_ms
+        self._stall_s = stall_s
+        self._lock = threading.Lock()
+        self._playout: Playout | None = None
+        self._pending: Played = []
+        self._scheduled = False
+        self._was_idle = True
+        self._callbacks = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._report: PlayedReport | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._pa: pyaudio.PyAudio | None = None
+        self._stream: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.reopens = 0
+        """Times the device was reopened after a failure."""
+
+    @property
+    def underruns(self) -> int:
+        """Times playback ran dry in the middle of a segment's tag."""
+        with self._lock:
+            return 0 if self._playout is None else self._playout.underruns
+
+    async def open(self, report: PlayedReport) -> None:
+        """Open the device and start its stream; ``report`` hears what is played.
+
+        Raises:
+            AudioDeviceError: the device cannot be opened (later failures are
+                retried instead).
+            RuntimeError: the speaker is already open.
+        """
+        if self._task is not None:
+            raise RuntimeError("speaker is already open")
+        self._loop = asyncio.get_running_loop()
+        self._report = report
+        await self._start()
+        self._task = asyncio.create_task(self._supervise(), name="pyaudio speaker")
+
+    def play(self, pcm: bytes, tag: Hashable) -> None:
+        """Queue ``pcm`` (24 kHz mono s16le) after everything already queued. Never blocks."""
+        with self._lock:
+            if self._playout is None:
+                raise RuntimeError("speaker is not open")
+            self._playout.add(pcm, tag)
+        if pcm:
+            self._idle.clear()
+
+    def stop(self) -> None:
+        """Discard everything queued; the next period is silence."""
+        with self._lock:
+            if self._playout is not None:
+                self._playout.clear()
+        self._idle.set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until everything queued has been played, or ``timeout_s`` seconds passed."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            logger.debug("speaker drain timed out")
+
+    async def close(self) -> None:
+        """Stop the stream and release the device. Idempotent; queued audio is discarded."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        await self._stop_stream()
+        self.stop()
+        self._report = None
+
+    # ------------------------------------------------------------------
+    # PortAudio's thread
+
+    def _callback(
+        self, data: bytes | None, frames: int, timing: Any, status: int
+    ) -> tuple[bytes, int]:
+        with self._lock:
+            self._callbacks += 1
+            playout = self._playout
+            assert playout is not None
+            try:
+                out, played = playout.pull(frames)
+            except Exception:  # a bug must not kill the stream: drop the queue, play silence
+                logger.exception("speaker: the playout failed; its queue is dropped")
+                playout.clear()
+                out, played = bytes(frames * pcm.SAMPLE_BYTES * playout.channels), []
+            for tag, samples in played:
+                if self._pending and self._pending[-1][0] == tag:
+                    self._pending[-1] = (tag, self._pending[-1][1] + samples)
+                else:
+                    self._pending.append((tag, samples))
+            idle = playout.idle
+            # Wake the loop for reports, and once when playback falls idle; not every period.
+            schedule = bool(self._pending or (idle and not self._was_idle)) and not self._scheduled
+            self._was_idle = idle
+            self._scheduled |= schedule
+        if schedule and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is gone: the stream outlived the daemon
+                return out, pyaudio.paAbort
+        return out, pyaudio.paContinue
+
+    # ------------------------------------------------------------------
+    # The event loop's thread
+
+    def _deliver(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._scheduled = False
+            idle = self._playout is None or self._playout.idle
+        report = self._report
+        if report is not None:
+            for tag, samples in pending:
+                report(tag, samples)
+        if idle:
+            self._idle.set()
+
+    def _open_blocking(self) -> tuple[str, int, int]:
+        self._pa = pa = portaudio.start()
+        try:
+            device = portaudio.find(pa, self.device, "output")
+            rate, channels = portaudio.choose_format(
+                device,
+                wanted_rate_hz=self._rate_hz,
+                supported=lambda r, c: portaudio.supports(
+                    pa, device, "output", rate_hz=r, channels=c
+                ),
+                direction="output",
+            )
+            self._stream = pa.open(
+                rate=rate,
+                channels=channels,
+                format=pyaudio.paInt16,
+                output=True,
+                output_device_index=device.index,
+                frames_per_buffer=rate * self._period_ms // 1000,
+                stream_callback=self._callback,
+                start=False,
+            )
+        except (OSError, ValueError) as exc:
+            self._close_blocking()
+            raise AudioDeviceError(f"cannot open the speaker {self.device!r}: {exc}") from exc
+        except AudioDeviceError:
+            self._close_blocking()
+            raise
+        converted = "" if rate == pcm.RATE_HZ else f", converted from {pcm.RATE_HZ} Hz by soxr"
+        line = (
+            f"speaker open: {device.name!r} (index {device.index}, {device.host_api}) "
+            f"at {rate} Hz, {channels} channel(s), {self._period_ms} ms periods, "
+            f"{self._prebuffer_ms} ms prebuffer{converted}"
+        )
+        return line, rate, channels
+
+    def _close_blocking(self) -> None:
+        stream, self._stream = self._stream, None
+        pa, self._pa = self._pa, None
+        if stream is not None:
+            stream.close()  # aborts a running stream: what it still holds was stopped already
+        if pa is not None:
+            pa.terminate()
+
+    async def _start(self) -> None:
+        line, rate, channels = await portaudio.call(self._open_blocking)
+        with self._lock:
+            if self._playout is None:
+                self._playout = Playout(rate, channels=channels, prebuffer_ms=self._prebuffer_ms)
+            else:  # a reopened device: what was on its way to the old one is gone
+                self._pending += self._playout.change_device(rate, channels=channels)
+        self._deliver()
+        await portaudio.call(self._stream.start_stream)
+        logger.info("%s", line)
+
+    async def _stop_stream(self) -> None:
+        # Always through the worker: an open still running there is closed after it.
+        await portaudio.close(self._close_blocking, what="speaker")
+
+    async def _supervise(self) -> None:
+        while True:
+            seen = self._callbacks
+            await asyncio.sleep(self._stall_s)
+            if self._callbacks != seen:
+                continue
+            logger.error("speaker lost: no callback for %g s; reopening it", self._stall_s)
+            await self._stop_stream()
+            delay_s = REOPEN_BASE_S
+            while True:
+                await asyncio.sleep(delay_s)
+                try:
+                    await self._start()
+                except AudioDeviceError as exc:
+                    delay_s = min(delay_s * 2, REOPEN_MAX_S)
+                    logger.warning("speaker still unavailable (%s); next try in %g s", exc, delay_s)
+                    continue
+                self.reopens += 1
+                break

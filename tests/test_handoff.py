@@ -1,0 +1,58 @@
+"""The bounded hand-off from device threads to the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from appliance.handoff import Handoff
+
+
+def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        queue: Handoff[int] = Handoff(asyncio.get_running_loop(), maxlen=3)
+        for item in range(5):
+            queue.put(item)
+        got = [await queue.get() for _ in range(len(queue))]
+        return got, queue.dropped
+
+    assert asyncio.run(scenario()) == ([2, 3, 4], 2)
+
+
+def test_items_from_another_thread_arrive_in_order() -> None:
+    async def scenario() -> list[int]:
+        queue: Handoff[int] = Handoff(asyncio.get_running_loop(), maxlen=1000)
+
+        def produce() -> None:
+            for item in range(200):
+                queue.put_threadsafe(item)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        got = [await queue.get() for _ in range(200)]
+        producer.join()
+        return got
+
+    assert asyncio.run(scenario()) == list(range(200))
+
+
+def test_get_waits_for_an_item() -> None:
+    async def scenario() -> str:
+        loop = asyncio.get_running_loop()
+        queue: Handoff[str] = Handoff(loop, maxlen=1)
+        loop.call_later(0.02, queue.put, "late")
+        return await queue.get()
+
+    assert asyncio.run(scenario()) == "late"
+
+
+def test_a_closed_loop_is_reported_to_the_device_thread() -> None:
+    loop = asyncio.new_event_loop()
+    queue: Handoff[int] = Handoff(loop, maxlen=1)
+    loop.close()
+    with pytest.raises(RuntimeError):
+        queue.put_threadsafe(1)
+    with pytest.raises(ValueError):
+        Handoff(asyncio.new_event_loop(), maxlen=0)
