@@ -170,6 +170,10 @@ class Daemon:
 
     def _post_button(self, action: ButtonAction) -> None:
         machine = self._machine
+        if action == "press":
+            # A press may interrupt a reply, truncated at what was played: bring that count
+            # up to date first (its reports go into the inbox ahead of the press).
+            self._speaker.report_played()
         self._inbox.put_nowait(machine.press if action == "press" else machine.release)
 
     def _post_link(self, event: LinkEvent) -> None:

@@ -91,6 +91,9 @@ class FakeSpeaker:
             self._queue.append((tag, pcm))
             self._empty.clear()
 
+    def report_played(self) -> None:
+        """Nothing to do: :meth:`advance` reports as it plays."""
+
     def stop(self) -> None:
         self.stops += 1
         self._queue.clear()

@@ -56,3 +56,22 @@ def test_a_closed_loop_is_reported_to_the_device_thread() -> None:
         queue.put_threadsafe(1)
     with pytest.raises(ValueError):
         Handoff(asyncio.new_event_loop(), maxlen=0)
+
+
+def test_a_subscriber_takes_each_batch_once_after_a_late_loop_dropped_the_oldest() -> None:
+    async def scenario() -> tuple[list[list[int]], int]:
+        loop = asyncio.get_running_loop()
+        queue: Handoff[int] = Handoff(loop, maxlen=3)
+        batches: list[list[int]] = []
+        queue.subscribe(lambda: batches.append(queue.take()))
+        for item in range(5):  # all handed over while the loop was busy
+            queue.put_threadsafe(item)
+        await asyncio.sleep(0.01)
+        queue.put(5)
+        await asyncio.sleep(0.01)
+        queue.subscribe(None)
+        queue.put(6)
+        await asyncio.sleep(0.01)
+        return batches, queue.dropped
+
+    assert asyncio.run(scenario()) == ([[2, 3, 4], [5]], 2)

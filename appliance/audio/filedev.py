@@ -209,6 +209,9 @@ class FileSpeaker:
         self._queued_bytes += len(pcm)
         self._empty.clear()
 
+    def report_played(self) -> None:
+        """Nothing to do: every period is reported as it is written."""
+
     def stop(self) -> None:
         """Discard everything queued; what was already written stays."""
         self._queue.clear()

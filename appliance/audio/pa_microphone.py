@@ -100,10 +100,12 @@ class PyAudioMicrophone:
     Captures at the device's rate in ``period_ms`` periods (PyAudio callback
     mode). The callback only hands each chunk to the event loop, into a
     bounded queue that drops the oldest when full (counted in
-    :attr:`dropped_chunks`); the loop converts to 24 kHz mono and delivers
-    exact 20 ms periods. A device that delivers nothing for ``stall_s``
-    seconds is closed and reopened, with waits from 0.5 s doubling to 10 s,
-    for as long as it takes; the daemon sees the silence and shows it.
+    :attr:`dropped_chunks`); the loop converts each batch to 24 kHz mono
+    and delivers exact 20 ms periods, in a plain callback (no task step and
+    no timer per chunk: each wake of the loop costs CPU). A device that
+    delivers nothing for ``stall_s`` seconds is closed and reopened, with
+    waits from 0.5 s doubling to 10 s, for as long as it takes; the daemon
+    sees the silence and shows it.
 
     Args:
         device: A device name, a unique part of one, or an index (see
@@ -187,18 +189,32 @@ class PyAudioMicrophone:
     async def _pump(self, sink: ChunkSink) -> None:
         stream = self._stream
         assert stream is not None and stream.converter is not None
+        converter = stream.converter
         loop = asyncio.get_running_loop()
         heard_at = loop.time()
-        while True:
-            try:
-                async with asyncio.timeout_at(heard_at + self._stall_s):
-                    chunk = await stream.handoff.get()
-            except TimeoutError:
-                raise AudioDeviceError(f"no audio for {self._stall_s:g} s") from None
-            if chunk:  # a broken stream may call back with nothing: that is no sign of life
-                heard_at = loop.time()
-            for period in stream.converter.feed(chunk):
-                sink(period)
+
+        def deliver() -> None:
+            # Runs on the loop once per batch of chunks: no task wakes per chunk, no timer.
+            nonlocal heard_at
+            if self._stream is not stream:  # a stale batch from a stream already closed
+                return
+            for chunk in stream.handoff.take():
+                if chunk:  # a broken stream may call back with nothing: that is no sign of life
+                    heard_at = loop.time()
+                for period in converter.feed(chunk):
+                    sink(period)
+
+        stream.handoff.subscribe(deliver)
+        try:
+            # One timer per ``stall_s`` seconds, not one per chunk.
+            while True:
+                remaining_s = heard_at + self._stall_s - loop.time()
+                if remaining_s <= 0:
+                    break
+                await asyncio.sleep(remaining_s)
+        finally:
+            stream.handoff.subscribe(None)
+        raise AudioDeviceError(f"no audio for {self._stall_s:g} s")
 
     async def _reopen(self) -> None:
         delay_s = REOPEN_BASE_S

@@ -34,7 +34,10 @@ class PyAudioSpeaker:
     underruns zero-filled and counted, soxr to the device's rate) under a
     lock, and hands what it played to the event loop with
     ``loop.call_soon_threadsafe``; reports waiting for the loop are merged,
-    so that queue is bounded by the number of tags. A device whose callbacks
+    so that queue is bounded by the number of tags. The loop is woken at
+    once when a segment starts playing or playback falls idle, and else
+    every second period (20 ms periods: 25 wakes a second, not 50);
+    :meth:`report_played` and :meth:`stop` report at once. A device whose callbacks
     stop for ``stall_s`` seconds is closed and reopened, waiting 0.5 s
     doubling to 10 s between attempts; the queue is kept meanwhile.
 
@@ -66,7 +69,9 @@ class PyAudioSpeaker:
         self._playout: Playout | None = None
         self._pending: Played = []
         self._scheduled = False
+        self._deferred = False
         self._was_idle = True
+        self._last_tag: Hashable | None = None
         self._callbacks = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._report: PlayedReport | None = None
@@ -109,11 +114,22 @@ class PyAudioSpeaker:
             self._idle.clear()
 
     def stop(self) -> None:
-        """Discard everything queued; the next period is silence."""
+        """Report what was played, then discard everything queued; the next period is silence."""
+        self.report_played()
         with self._lock:
             if self._playout is not None:
                 self._playout.clear()
         self._idle.set()
+
+    def report_played(self) -> None:
+        """Report now what has been played, rather than within the next two periods."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._deferred = False
+        report = self._report
+        if report is not None:
+            for tag, samples in pending:
+                report(tag, samples)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until everything queued has been played, or ``timeout_s`` seconds passed."""
@@ -148,16 +164,26 @@ class PyAudioSpeaker:
                 logger.exception("speaker: the playout failed; its queue is dropped")
                 playout.clear()
                 out, played = bytes(frames * pcm.SAMPLE_BYTES * playout.channels), []
+            urgent = bool(played) and self._was_idle  # playback (re)starts
             for tag, samples in played:
+                urgent |= tag != self._last_tag  # a segment starts: its first report is news
+                self._last_tag = tag
                 if self._pending and self._pending[-1][0] == tag:
                     self._pending[-1] = (tag, self._pending[-1][1] + samples)
                 else:
                     self._pending.append((tag, samples))
             idle = playout.idle
-            # Wake the loop for reports, and once when playback falls idle; not every period.
-            schedule = bool(self._pending or (idle and not self._was_idle)) and not self._scheduled
+            urgent |= idle and not self._was_idle  # playback fell idle: the reply is over
             self._was_idle = idle
-            self._scheduled |= schedule
+            # Each wake of the loop costs CPU: wake it at once when that matters, and else
+            # every second period, so a report is at most one period later than a
+            # per-period one (report_played() makes it exact when it must be).
+            schedule = False
+            if not self._scheduled and (urgent or (self._pending and self._deferred)):
+                schedule = self._scheduled = True
+                self._deferred = False
+            elif self._pending and not self._scheduled:
+                self._deferred = True
         if schedule and self._loop is not None:
             try:
                 self._loop.call_soon_threadsafe(self._deliver)

@@ -51,6 +51,14 @@ class Speaker(Protocol):
     def stop(self) -> None:
         """Discard everything queued; playback falls silent within one period."""
 
+    def report_played(self) -> None:
+        """Report at once what has been played so far.
+
+        Reports otherwise come as the speaker sees fit (a device speaker
+        batches them, up to two periods); call this before acting on the
+        played count, e.g. to truncate a reply that is interrupted.
+        """
+
     async def drain(self, timeout_s: float) -> None:
         """Wait until the queue has played out, or ``timeout_s`` seconds passed."""
 
