@@ -295,7 +295,8 @@ class Daemon:
         elif isinstance(effect, Mark):
             logger.debug("turn %d: %s", effect.turn, effect.name)
         elif isinstance(effect, TurnDone):
-            _log_turn(effect)
+            session = self._machine.session
+            _log_turn(effect, session_id=None if session is None else session.session_id)
             if effect.metrics.outcome == "failed":
                 self._error = (effect.reason or "the turn failed", now + ERROR_SHOWN_S)
         elif isinstance(effect, SessionReady):
@@ -336,7 +337,7 @@ class Daemon:
             self._dialled_at = self._spare_dialled_at
 
 
-def _log_turn(done: TurnDone) -> None:
+def _log_turn(done: TurnDone, *, session_id: str | None) -> None:
     m = done.metrics
     figures = ", ".join(
         f"{name} {value} ms"
@@ -365,4 +366,5 @@ def _log_turn(done: TurnDone) -> None:
         commit_to_first_audio_ms=m.commit_to_first_audio_ms,
         first_audio_to_play_ms=m.first_audio_to_play_ms,
         audio_out_ms=m.audio_out_ms,
+        session_id=session_id,
     )
