@@ -221,21 +221,41 @@ class Daemon:
         return button.exit_after_script and self._button.exhausted and self._machine.idle
 
     async def _serve(self) -> None:
-        machine = self._machine
-        while not self._finished():
-            deadlines = [machine.deadline(), self._error[1] if self._error else None]
-            deadlines.append(self._silence_deadline(self._clock()))
-            deadline = min((d for d in deadlines if d is not None), default=None)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    call = await self._inbox.get()
-            except TimeoutError:
-                machine.tick(self._clock())
-            else:
+        # One timer, re-armed only when the next deadline moves: audio arrives
+        # fifty times a second, and a fresh timeout per item would cost more
+        # than the work it guards. A tick that comes late or early is harmless:
+        # the machine acts only on deadlines that have come.
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle | None = None
+        armed_for: float | None = None
+        try:
+            while not self._finished():
+                deadline = self._next_deadline()
+                if deadline != armed_for:
+                    if timer is not None:
+                        timer.cancel()
+                    timer = None
+                    if deadline is not None:
+                        timer = loop.call_at(deadline, self._inbox.put_nowait, self._tick)
+                    armed_for = deadline
+                call = await self._inbox.get()
+                if call == self._tick:
+                    armed_for = None  # fired: arm again for whatever comes next
                 call(self._clock())
-            self.health.loop_at = self._clock()
-            self._flush()
-            self._show(self._current_status(self._clock()))
+                self.health.loop_at = self._clock()
+                self._flush()
+                self._show(self._current_status(self._clock()))
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _next_deadline(self) -> float | None:
+        deadlines = [self._machine.deadline(), self._error[1] if self._error else None]
+        deadlines.append(self._silence_deadline(self._clock()))
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def _tick(self, now: float) -> None:
+        self._machine.tick(now)
 
     def _silence_deadline(self, now: float) -> float | None:
         """When the microphone will count as gone if nothing arrives (None: it does now)."""
