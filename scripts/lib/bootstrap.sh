@@ -19,7 +19,11 @@ APT_PACKAGES="python3-venv libsystemd-dev pkg-config gcc python3-dev portaudio19
 # systemd, systemd-container: systemd-analyze and systemd-nspawn run the unit under real systemd.
 # pulseaudio, pulseaudio-utils, libasound2-plugins, alsa-utils: a private sound
 # server and ALSA plugins, so the tests run the real PyAudio path without a sound card.
+# mtools, dosfstools, fdisk, e2fsprogs: test_flash.py builds Raspberry-Pi-OS-shaped images
+# and reads them without mounting; python3-yaml parses cloud-init's user-data as cloud-init
+# does; shellcheck checks the firstrun.sh that scripts/flash writes.
 APT_TEST_PACKAGES="systemd systemd-container openssl alsa-utils libasound2-plugins pulseaudio pulseaudio-utils"
+APT_TEST_PACKAGES="$APT_TEST_PACKAGES mtools dosfstools fdisk e2fsprogs python3-yaml shellcheck"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO_ROOT/.venv"
