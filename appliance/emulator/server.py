@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 import weakref
@@ -28,6 +27,7 @@ from appliance.emulator.handler import Handler, Link
 from appliance.emulator.records import Connection, Faults, Observer
 from appliance.emulator.session_config import SESSION_LIFETIME_S
 from appliance.emulator.wire import error_event
+from appliance.upstream_http import http_error
 
 __all__ = ["Connection", "Emulator", "Faults", "Observer", "run_emulator"]
 
@@ -158,18 +158,18 @@ class Emulator:
         """Refuse a handshake with an HTTP error, as the real service does, or accept it."""
         target = urlsplit(request.path)
         if not target.path.rstrip("/").endswith("/realtime"):
-            return _http_error(connection, HTTPStatus.NOT_FOUND, "Not found.", None)
+            return http_error(connection, HTTPStatus.NOT_FOUND, "Not found.", None)
         self._handshakes += 1
         faults = self.faults if self._faults_for is None else self._faults_for(self._handshakes)
         if faults.reject_handshake is not None:
             logger.info("fault: refusing the handshake with HTTP %d", faults.reject_handshake)
             message, code = handshake_refusal(faults.reject_handshake)
-            return _http_error(connection, HTTPStatus(faults.reject_handshake), message, code)
+            return http_error(connection, HTTPStatus(faults.reject_handshake), message, code)
         authorization = request.headers.get("Authorization", "")
         scheme, _, key = authorization.partition(" ")
         if not authorization:
             logger.info("refused a connection: no API key")
-            return _http_error(
+            return http_error(
                 connection,
                 HTTPStatus.UNAUTHORIZED,
                 "You didn't provide an API key. You need to provide your API key in an "
@@ -180,14 +180,14 @@ class Emulator:
             key.strip().encode(), self._api_key
         ):
             logger.info("refused a connection: wrong API key")
-            return _http_error(
+            return http_error(
                 connection,
                 HTTPStatus.UNAUTHORIZED,
                 "Incorrect API key provided.",
                 "invalid_api_key",
             )
         if not parse_qs(target.query).get("model"):
-            return _http_error(
+            return http_error(
                 connection,
                 HTTPStatus.BAD_REQUEST,
                 "Missing required parameter: 'model'.",
@@ -256,18 +256,6 @@ class Emulator:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
         await ws.close(BETA_CLOSE_CODE, BETA_MESSAGE)
-
-
-def _http_error(
-    connection: ServerConnection, status: HTTPStatus, message: str, code: str | None
-) -> Response:
-    body = {
-        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
-    }
-    response = connection.respond(status, json.dumps(body) + "\n")
-    del response.headers["Content-Type"]
-    response.headers["Content-Type"] = "application/json"
-    return response
 
 
 async def run_emulator(

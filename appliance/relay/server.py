@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
-import json
 import logging
 import ssl
 import weakref
@@ -25,6 +24,7 @@ from appliance.relay.config import RelayConfig
 from appliance.relay.devices import Device, DeviceRegistry
 from appliance.relay.limits import AttemptLimiter
 from appliance.relay.policy import Policy
+from appliance.upstream_http import http_error
 
 __all__ = ["Relay"]
 
@@ -141,7 +141,7 @@ class Relay:
         """Refuse a device before the upgrade (401, 404, 429), or note who it is."""
         peer = _peer(connection)
         if not urlsplit(request.path).path.rstrip("/").endswith("/realtime"):
-            return _http_error(connection, HTTPStatus.NOT_FOUND, "Not found.", None)
+            return http_error(connection, HTTPStatus.NOT_FOUND, "Not found.", None)
         self.registry.refresh()
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         device = None
@@ -149,7 +149,7 @@ class Relay:
             device = self.registry.identify(token.strip())
         if device is None:
             _refused(None, peer, "unknown or missing device token", HTTPStatus.UNAUTHORIZED)
-            return _http_error(
+            return http_error(
                 connection,
                 HTTPStatus.UNAUTHORIZED,
                 "Incorrect API key provided.",
@@ -160,7 +160,7 @@ class Relay:
             _refused(
                 device.name, peer, "too many connection attempts", HTTPStatus.TOO_MANY_REQUESTS
             )
-            response = _http_error(
+            response = http_error(
                 connection,
                 HTTPStatus.TOO_MANY_REQUESTS,
                 "Too many connection attempts from this device; retry later.",
@@ -262,19 +262,6 @@ def _refused(device: str | None, peer: str, reason: str, status: HTTPStatus) -> 
         status=int(status),
         reason=reason,
     )
-
-
-def _http_error(
-    connection: ServerConnection, status: HTTPStatus, message: str, code: str | None
-) -> Response:
-    """An HTTP error shaped like the upstream's own."""
-    body = {
-        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
-    }
-    response = connection.respond(status, json.dumps(body) + "\n")
-    del response.headers["Content-Type"]
-    response.headers["Content-Type"] = "application/json"
-    return response
 
 
 def _tls_context(config: RelayConfig) -> ssl.SSLContext | None:
