@@ -244,6 +244,7 @@ class TurnMachine:
         elif session is self._spare:
             self._lose_spare(reason, now)
         self._wall_offset_s.pop(session.name, None)
+        self._announced.discard(session.name)
 
     def receive(self, session: Session, data: str | bytes, now: float) -> None:
         """One message from the server on the connection of ``session``."""

@@ -721,3 +721,11 @@ def test_without_half_duplex_the_microphone_is_never_silenced() -> None:
     h.played(("cue", "listening"), 480)
     h.speak(5)
     assert h.appended() == CHUNK * 5
+
+
+def test_nothing_is_kept_about_sessions_that_are_gone() -> None:
+    h = Harness()
+    for _ in range(50):
+        h.connect()
+        h.lose()
+    assert h.machine._announced == set() and h.machine._wall_offset_s == {}
