@@ -188,8 +188,17 @@ async def serve(seed: int, count: int, key: str) -> None:
     def chooser(index: int) -> Callable[[int], Faults]:
         rng = random.Random(f"{seed}/emulator/{index}")
 
+        rejected_in_a_row = 0
+
         def faults_for(handshake: int) -> Faults:
+            nonlocal rejected_in_a_row
             faults = draw_faults(rng)
+            # Three refused session.updates in a row are an upstream that says no:
+            # the daemon rightly waits rejected_retry_s (R6), which its own
+            # scenario test covers. The soak is about surviving faults, not that.
+            while faults.reject_update and rejected_in_a_row >= 2:
+                faults = draw_faults(rng)
+            rejected_in_a_row = rejected_in_a_row + 1 if faults.reject_update else 0
             refused[index] += faults.reject_handshake is not None
             return faults
 
