@@ -236,7 +236,7 @@ _SECTIONS: dict[str, type[Any]] = {
 _T = TypeVar("_T")
 
 
-class _Invalid(Exception):
+class _Invalid(ValueError):
     """A value that cannot be used; the message says what was expected."""
 
 
@@ -426,6 +426,20 @@ def _unknown_section(section: str) -> str:
 def _did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {close[0]}?" if close else ""
+
+
+def coerce(value: object, hint: object) -> object:
+    """Returns the TOML ``value`` as the type ``hint``, with this module's rules.
+
+    Raises:
+        ValueError: the value is not of that type; the message says what was expected.
+    """
+    return _coerce(value, hint, text=False)
+
+
+def show(value: object) -> str:
+    """Shows a bad value in a message: short, TOML-like, and never a key."""
+    return _show(value)
 
 
 def _coerce(value: object, hint: object, *, text: bool) -> object:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import math
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -12,7 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from appliance.config import CREDENTIAL_NAME, MASK, VOICES, Secret, read_key
+from appliance.config import CREDENTIAL_NAME, MASK, VOICES, Secret, coerce, read_key
+from appliance.config import show as _show
 from appliance.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/appliance/relay.toml")
@@ -175,7 +175,7 @@ def _read_table(path: Path, problems: list[str]) -> dict[str, object]:
 
 
 def _coerce(value: object, hint: object) -> object:
-    """Returns ``value`` as the type ``hint``.
+    """Returns ``value`` as the type ``hint``: the appliance's rules, plus optional paths.
 
     Raises:
         ValueError: the value is not of that type.
@@ -186,23 +186,7 @@ def _coerce(value: object, hint: object) -> object:
         if hint is not Path and value in ("", None):
             return None
         raise ValueError(f"expected a path, got {_show(value)}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"expected a string, got {_show(value)}")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"expected true or false, got {_show(value)}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ValueError(f"expected an integer, got {_show(value)}")
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise ValueError(f"expected a number, got {_show(value)}")
-    raise AssertionError(f"no coercion to {hint}")  # a field of a type added without one
+    return coerce(value, hint)
 
 
 def _check(config: RelayConfig) -> list[str]:
@@ -260,10 +244,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _show(value: object) -> str:
-    shown = repr(value)
-    if isinstance(value, str) and value.strip().startswith("sk-"):
-        return repr(MASK)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
