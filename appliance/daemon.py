@@ -163,6 +163,9 @@ class Daemon:
 
     def _post_audio(self, pcm: bytes) -> None:
         self.health.audio_at = self._clock()
+        # Whether this is the speaker's echo depends on what it has played: bring that
+        # count up to date first (its reports go into the inbox ahead of the audio).
+        self._speaker.report_played()
         self._inbox.put_nowait(partial(self._machine.audio, pcm))
 
     def _post_played(self, tag: Hashable, samples: int) -> None:
@@ -170,6 +173,9 @@ class Daemon:
 
     def _post_button(self, action: ButtonAction) -> None:
         machine = self._machine
+        # The turn is the audio between press and release: what was captured before
+        # the button moved goes into the inbox ahead of it.
+        self._microphone.deliver_now()
         if action == "press":
             # A press may interrupt a reply, truncated at what was played: bring that count
             # up to date first (its reports go into the inbox ahead of the press).

@@ -19,10 +19,8 @@ class Handoff(Generic[T]):
     waiting already it drops the oldest and counts it in :attr:`dropped`, so a
     stalled consumer costs the oldest audio, never memory or latency.
 
-    A consumer either awaits :meth:`get`, or gives :meth:`subscribe` a callback
-    that takes everything waiting with :meth:`take`: it runs once after all
-    the items handed over in one turn of the loop are in, so a late loop
-    still drops the oldest, and no task wakes per item.
+    The consumer awaits :meth:`get`. Each item wakes the loop: for items
+    that come fifty times a second, see :class:`Batches`.
 
     Args:
         loop: The event loop the consumer runs on.
@@ -36,8 +34,6 @@ class Handoff(Generic[T]):
         self._items: collections.deque[T] = collections.deque()
         self._maxlen = maxlen
         self._ready = asyncio.Event()
-        self._subscriber: Callable[[], None] | None = None
-        self._scheduled = False
         self.dropped = 0
         """Items dropped because the queue was full (oldest first)."""
 
@@ -58,33 +54,7 @@ class Handoff(Generic[T]):
             self._items.popleft()
             self.dropped += 1
         self._items.append(item)
-        if self._subscriber is None:
-            self._ready.set()
-        elif not self._scheduled:
-            # After the other puts already queued on the loop: they may drop the oldest.
-            self._scheduled = True
-            self._loop.call_soon(self._notify)
-
-    def subscribe(self, callback: Callable[[], None] | None) -> None:
-        """Call ``callback`` on the loop when items wait, instead of waking :meth:`get`.
-
-        ``callback`` takes them with :meth:`take`; None ends the subscription.
-        """
-        self._subscriber = callback
-        if callback is not None and self._items and not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._notify)
-
-    def _notify(self) -> None:
-        self._scheduled = False
-        if self._subscriber is not None and self._items:
-            self._subscriber()
-
-    def take(self) -> list[T]:
-        """Take every waiting item, oldest first; on the loop's thread only."""
-        items = list(self._items)
-        self._items.clear()
-        return items
+        self._ready.set()
 
     async def get(self) -> T:
         """Wait for the oldest item and take it."""
@@ -96,3 +66,71 @@ class Handoff(Generic[T]):
     def clear(self) -> None:
         """Forget everything waiting (not counted as dropped)."""
         self._items.clear()
+
+
+class Batches(Generic[T]):
+    """Where a device thread leaves items for the event loop, waking it once per batch.
+
+    Each wake of the loop costs CPU, far more than the handful of bytes an
+    audio period carries. :meth:`put_threadsafe` appends on the device's own
+    thread (a ``deque`` append is atomic) and wakes the loop, with
+    ``loop.call_soon_threadsafe``, only when ``batch`` items are waiting;
+    the loop then calls ``on_batch``, which takes them with :meth:`take`. The
+    loop may also :meth:`take` at any moment, e.g. to have everything captured
+    before a button press delivered ahead of it. At most ``maxlen`` items
+    wait: the device thread drops the oldest beyond that and counts it in
+    :attr:`dropped`, so a stalled loop costs the oldest audio, never memory.
+
+    Args:
+        loop: The event loop that takes the items.
+        batch: Items gathered before the loop is woken (at least 1).
+        maxlen: How many items may wait (at least ``batch``).
+        on_batch: Called on the loop once a batch is waiting.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        batch: int,
+        maxlen: int,
+        on_batch: Callable[[], None],
+    ) -> None:
+        if batch < 1 or maxlen < batch:
+            raise ValueError(f"need 1 <= batch <= maxlen, got batch {batch}, maxlen {maxlen}")
+        self._loop = loop
+        self._items: collections.deque[T] = collections.deque(maxlen=maxlen)
+        self._batch = batch
+        self._on_batch = on_batch
+        self._waking = False
+        self.dropped = 0
+        """Items dropped because the loop fell behind (oldest first)."""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_threadsafe(self, item: T) -> None:
+        """Hand ``item`` over from the device thread. Never blocks.
+
+        Raises:
+            RuntimeError: the loop is closed (the device outlived it).
+        """
+        items = self._items
+        if len(items) == items.maxlen:
+            self.dropped += 1  # the append below pushes the oldest out
+        items.append(item)
+        if len(items) >= self._batch and not self._waking:
+            self._waking = True
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._waking = False  # before taking: what arrives meanwhile starts the next batch
+        self._on_batch()
+
+    def take(self) -> list[T]:
+        """Take every waiting item, oldest first; on the loop's thread only."""
+        items = self._items
+        taken: list[T] = []
+        while items:
+            taken.append(items.popleft())
+        return taken

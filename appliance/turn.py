@@ -403,20 +403,26 @@ class TurnMachine:
         if self._session is not None and self._session.ready:
             self._submit(self._session, turn, now)
 
-    def audio(self, pcm: bytes, now: float) -> None:
-        """One captured chunk of 24 kHz mono s16le audio."""
+    def audio(self, chunk: bytes, now: float) -> None:
+        """One captured chunk of 24 kHz mono s16le audio.
+
+        The chunk's place in the turn says when it was heard: the turn's audio
+        starts at the press and runs on without gaps, whenever the microphone
+        gets round to delivering it (a device microphone delivers in batches).
+        """
         turn = self._turn
         if self._state is not TurnState.LISTENING or turn is None:
             return
-        if now < self._speaker_busy_until:
-            # Half-duplex: what the microphone hears now is the speaker, not the person.
-            pcm = bytes(len(pcm))
-        turn.audio += pcm
-        turn.audio_bytes += len(pcm)
+        heard_until = turn.pressed_at + pcm.bytes_to_s(turn.audio_bytes + len(chunk))
+        if heard_until < self._speaker_busy_until:
+            # Half-duplex: what the microphone heard then was the speaker, not the person.
+            chunk = bytes(len(chunk))
+        turn.audio += chunk
+        turn.audio_bytes += len(chunk)
         session = self._session
         if session is not None and session.ready:
-            session.append(pcm)
-            turn.sent += len(pcm)
+            session.append(chunk)
+            turn.sent += len(chunk)
 
     def played(self, tag: Hashable, samples: int, now: float) -> None:
         """The speaker played ``samples`` more samples of the segment tagged ``tag``."""

@@ -13,13 +13,21 @@ from appliance.status import Companion, Health, Phase, Status
 
 
 class FakeMicrophone:
-    """A microphone the test speaks into with :meth:`push`."""
+    """A microphone the test speaks into with :meth:`push`.
 
-    def __init__(self) -> None:
+    Args:
+        batching: Hold what is pushed until :meth:`deliver_now`, as a device
+            microphone holds its batches, instead of delivering at once.
+    """
+
+    def __init__(self, *, batching: bool = False) -> None:
         self.sink: ChunkSink | None = None
         self.opens = 0
         self.closes = 0
         self.pushed: list[bytes] = []
+        self.batching = batching
+        self.held: list[bytes] = []
+        """Pushed and not yet delivered (with ``batching``)."""
 
     @property
     def is_open(self) -> bool:
@@ -30,12 +38,18 @@ class FakeMicrophone:
         self.opens += 1
         self.sink = sink
 
+    def deliver_now(self) -> None:
+        """Deliver what is held (nothing is, without ``batching``)."""
+        held, self.held = self.held, []
+        for pcm in held:
+            self._deliver(pcm)
+
     async def close(self) -> None:
         self.closes += 1
         self.sink = None
 
     def push(self, pcm: bytes) -> None:
-        """Deliver ``pcm`` to the sink now, synchronously.
+        """Deliver ``pcm`` to the sink now, synchronously (or hold it, with ``batching``).
 
         Raises:
             RuntimeError: the microphone is not open.
@@ -43,7 +57,14 @@ class FakeMicrophone:
         if self.sink is None:
             raise RuntimeError("FakeMicrophone.push while closed")
         self.pushed.append(pcm)
-        self.sink(pcm)
+        if self.batching:
+            self.held.append(pcm)
+        else:
+            self._deliver(pcm)
+
+    def _deliver(self, pcm: bytes) -> None:
+        if self.sink is not None:
+            self.sink(pcm)
 
     def push_periods(self, count: int, *, value: int = 0) -> None:
         """Push ``count`` periods of a constant sample ``value``."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fakes import RecordingCompanion
+from fakes import FakeButton, FakeMicrophone, FakeSpeaker, RecordingCompanion
 from schema import schema_observer
 
 from appliance import config as config_module
@@ -26,7 +26,7 @@ from appliance.demo import bundled_sample
 from appliance.effects import Effect, TurnDone, TurnMetrics
 from appliance.emulator import Connection, Emulator, Faults
 from appliance.status import Phase
-from appliance.wiring import build_daemon
+from appliance.wiring import build_daemon, upstream_link
 
 KEY = "sk-test-0123456789abcdef"
 LEAD_IN_S = 0.5
@@ -263,3 +263,48 @@ def test_status_shows_offline_with_the_reason_and_then_the_error(tmp_path: Path)
     assert any("reconnecting in" in s.detail for s in offline)
     errors = [s for s in companion.statuses if s.phase is Phase.ERROR]
     assert errors and "no upstream session" in errors[0].detail
+
+
+def test_audio_a_microphone_still_holds_at_the_release_is_in_the_turn(tmp_path: Path) -> None:
+    """A device microphone delivers in batches; the release must not cut the last one off."""
+    microphone, button = FakeMicrophone(batching=True), FakeButton()
+    observer, violations = schema_observer()
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    os.chmod(key_file, 0o600)
+
+    async def scenario() -> bytes:
+        async with Emulator(api_key=KEY, observer=observer) as emulator:
+            config = config_module.load(
+                None,
+                env={},
+                overrides={"upstream.url": emulator.url, "upstream.api_key_file": key_file},
+            )
+            daemon = Daemon(
+                config,
+                microphone=microphone,
+                speaker=FakeSpeaker(),
+                button=button,
+                upstream=upstream_link(config),
+            )
+            task = asyncio.create_task(daemon.run())
+            async with asyncio.timeout(10):
+                await emulator.wait_for(lambda: daemon.status.phase is Phase.READY, timeout_s=5)
+                button.press()
+                microphone.push_periods(10, value=7)  # held: no batch was due yet
+                button.release()
+                await emulator.wait_for(
+                    lambda: any(
+                        m["type"] == "input_audio_buffer.commit"
+                        for c in emulator.connections
+                        for m in c.received
+                    ),
+                    timeout_s=5,
+                )
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            (connection,) = emulator.connections
+            return appended(connection)
+
+    assert asyncio.run(scenario()) == (7).to_bytes(2, "little") * pcm.PERIOD_SAMPLES * 10
+    assert violations == [], violations

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from appliance.handoff import Handoff
+from appliance.handoff import Batches, Handoff
 
 
 def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
@@ -58,20 +58,46 @@ def test_a_closed_loop_is_reported_to_the_device_thread() -> None:
         Handoff(asyncio.new_event_loop(), maxlen=0)
 
 
-def test_a_subscriber_takes_each_batch_once_after_a_late_loop_dropped_the_oldest() -> None:
+def test_batches_wake_the_loop_once_per_batch_and_can_be_taken_early() -> None:
+    async def scenario() -> tuple[list[list[int]], list[int], int]:
+        loop = asyncio.get_running_loop()
+        batches: list[list[int]] = []
+        queue: Batches[int] = Batches(
+            loop, batch=5, maxlen=8, on_batch=lambda: batches.append(queue.take())
+        )
+
+        def produce(items: range) -> None:
+            for item in items:
+                queue.put_threadsafe(item)
+
+        for items in (range(0, 5), range(5, 10)):  # two whole batches from a device thread
+            producer = threading.Thread(target=produce, args=(items,))
+            producer.start()
+            producer.join()
+            await asyncio.sleep(0.01)
+        produce(range(10, 13))  # not a batch yet: nobody is woken
+        await asyncio.sleep(0.01)
+        early = queue.take()
+        return batches, early, queue.dropped
+
+    batches, early, dropped = asyncio.run(scenario())
+    assert batches == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert early == [10, 11, 12]
+    assert dropped == 0
+
+
+def test_batches_drop_the_oldest_for_a_late_loop_and_count_them() -> None:
     async def scenario() -> tuple[list[list[int]], int]:
         loop = asyncio.get_running_loop()
-        queue: Handoff[int] = Handoff(loop, maxlen=3)
         batches: list[list[int]] = []
-        queue.subscribe(lambda: batches.append(queue.take()))
-        for item in range(5):  # all handed over while the loop was busy
+        queue: Batches[int] = Batches(
+            loop, batch=2, maxlen=3, on_batch=lambda: batches.append(queue.take())
+        )
+        for item in range(7):  # the loop does not run meanwhile
             queue.put_threadsafe(item)
-        await asyncio.sleep(0.01)
-        queue.put(5)
-        await asyncio.sleep(0.01)
-        queue.subscribe(None)
-        queue.put(6)
         await asyncio.sleep(0.01)
         return batches, queue.dropped
 
-    assert asyncio.run(scenario()) == ([[2, 3, 4], [5]], 2)
+    assert asyncio.run(scenario()) == ([[4, 5, 6]], 4)
+    with pytest.raises(ValueError):
+        Batches(asyncio.new_event_loop(), batch=4, maxlen=3, on_batch=lambda: None)

@@ -93,15 +93,19 @@ def test_clear_stops_at_once_and_reports_nothing_more() -> None:
     assert playout.idle
 
 
-def test_a_new_device_reports_what_was_on_its_way_to_the_old_one() -> None:
+def test_a_new_device_plays_what_the_old_one_had_not_taken() -> None:
     playout = Playout(48_000, prebuffer_ms=0)
     playout.add(tone(1.0), "reply")
     _, first = pull_all(playout, 960, 10)
-    lost = playout.change_device(44_100, channels=2)
-    _, rest = pull_all(playout, 882, 60)
-    total = first["reply"] + sum(n for _, n in lost) + rest["reply"]
-    assert total == pcm.RATE_HZ
-    assert playout.channels == 2
+    playout.change_device(44_100, channels=2)
+    rest_out, rest = pull_all(playout, 882, 60)
+    assert first["reply"] + rest["reply"] == pcm.RATE_HZ
+    assert playout.channels == 2 and playout.idle
+    # The rest of the second, at the new rate, on both channels alike.
+    left = np.frombuffer(rest_out, dtype="<i2")[::2]
+    assert np.array_equal(left, np.frombuffer(rest_out, dtype="<i2")[1::2])
+    sounding = np.nonzero(left)[0]
+    assert abs(int(sounding[-1] - sounding[0] + 1) - 0.8 * 44_100) <= 882
 
 
 def test_played_counts_follow_the_device_within_a_period_while_resampling() -> None:

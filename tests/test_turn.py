@@ -729,3 +729,16 @@ def test_nothing_is_kept_about_sessions_that_are_gone() -> None:
         h.connect()
         h.lose()
     assert h.machine._announced == set() and h.machine._wall_offset_s == {}
+
+
+def test_half_duplex_judges_audio_by_when_it_was_heard_not_when_it_came() -> None:
+    """A device microphone delivers in batches: a late batch is still gated by its place."""
+    h = Harness(echo_tail_ms=110)
+    h.connect()
+    h.at(1.0).press()
+    h.played(("cue", "listening"), 480)  # the listening cue plays at 1.0 s
+    h.now = 1.5  # ten periods heard from 1.0 s on come only now, all at once
+    for _ in range(10):
+        h.machine.audio(CHUNK, h.now)
+    h.drain()
+    assert h.appended() == bytes(len(CHUNK) * 5) + CHUNK * 5

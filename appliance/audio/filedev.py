@@ -123,6 +123,9 @@ class FileMicrophone:
                 self._chunks_delivered = n
                 sink(chunk)
 
+    def deliver_now(self) -> None:
+        """Nothing to do: every period is delivered when its time comes."""
+
     async def close(self) -> None:
         """Stop capturing. Idempotent."""
         task, self._task = self._task, None

@@ -12,12 +12,20 @@ from appliance.audio import pcm, portaudio
 from appliance.audio.convert import CaptureConverter
 from appliance.audio.ports import ChunkSink
 from appliance.errors import AudioDeviceError
-from appliance.handoff import Handoff
+from appliance.handoff import Batches
 
 logger = logging.getLogger(__name__)
 
-HANDOFF_CHUNKS = 50
-"""Captured chunks that may wait for the event loop (one second of 20 ms periods)."""
+BATCH_MS = 100
+"""Captured audio gathered before the event loop is woken for it (milliseconds).
+
+Five wakes of the loop for five 20 ms periods cost five times one: the loop
+takes the microphone's audio in 100 ms batches, and at once when the daemon
+asks (:meth:`PyAudioMicrophone.deliver_now`, on every press and release), so
+a turn's edges are exact to the period."""
+
+WAITING_MS = 1000
+"""Captured audio that may wait for a late event loop before the oldest is dropped."""
 
 REOPEN_BASE_S = 0.5
 """First wait before reopening a failed device (seconds); it doubles up to ``REOPEN_MAX_S``."""
@@ -29,7 +37,7 @@ REOPEN_MAX_S = 10.0
 class _Stream:
     """One open PortAudio capture stream; its callback runs on PortAudio's thread."""
 
-    def __init__(self, handoff: Handoff[bytes]) -> None:
+    def __init__(self, handoff: Batches[bytes]) -> None:
         self.handoff = handoff
         self.pa: pyaudio.PyAudio | None = None
         self.stream: pyaudio.Stream | None = None
@@ -129,6 +137,8 @@ class PyAudioMicrophone:
         self._period_ms = period_ms
         self._stall_s = stall_s
         self._stream: _Stream | None = None
+        self._sink: ChunkSink | None = None
+        self._heard_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.reopens = 0
         """Times the device was reopened after a failure."""
@@ -151,10 +161,30 @@ class PyAudioMicrophone:
         if self._task is not None:
             raise RuntimeError("microphone is already open")
         await self._start()
-        self._task = asyncio.create_task(self._run(sink), name="pyaudio microphone")
+        self._sink = sink
+        self._task = asyncio.create_task(self._run(), name="pyaudio microphone")
+
+    def deliver_now(self) -> None:
+        """Deliver at once everything captured so far, rather than with the next batch."""
+        stream, sink = self._stream, self._sink
+        if stream is None or sink is None or stream.converter is None:
+            return
+        chunks = stream.handoff.take()
+        if any(chunks):  # a broken stream may call back with nothing: that is no sign of life
+            self._heard_at = asyncio.get_running_loop().time()
+        converter = stream.converter
+        for chunk in chunks:
+            for period in converter.feed(chunk):
+                sink(period)
 
     async def _start(self) -> None:
-        stream = _Stream(Handoff(asyncio.get_running_loop(), maxlen=HANDOFF_CHUNKS))
+        loop = asyncio.get_running_loop()
+        batch = max(1, BATCH_MS // self._period_ms)
+        waiting = max(batch, WAITING_MS // self._period_ms)
+        handoff: Batches[bytes] = Batches(
+            loop, batch=batch, maxlen=waiting, on_batch=self.deliver_now
+        )
+        stream = _Stream(handoff)
         # Kept before the open completes: if we are cancelled meanwhile, close() still
         # closes it (the worker thread runs the close after the open).
         self._stream = stream
@@ -177,43 +207,29 @@ class PyAudioMicrophone:
                 )
             await portaudio.close(stream.close, what="microphone")
 
-    async def _run(self, sink: ChunkSink) -> None:
+    async def _run(self) -> None:
         while True:
             try:
-                await self._pump(sink)
+                await self._watch()
             except AudioDeviceError as exc:
                 logger.error("microphone lost: %s; reopening it", exc)
             await self._stop()
             await self._reopen()
 
-    async def _pump(self, sink: ChunkSink) -> None:
-        stream = self._stream
-        assert stream is not None and stream.converter is not None
-        converter = stream.converter
+    async def _watch(self) -> None:
+        """Wait while the open stream delivers; raise once it has been silent ``stall_s`` s.
+
+        Raises:
+            AudioDeviceError: nothing came for ``stall_s`` seconds.
+        """
         loop = asyncio.get_running_loop()
-        heard_at = loop.time()
-
-        def deliver() -> None:
-            # Runs on the loop once per batch of chunks: no task wakes per chunk, no timer.
-            nonlocal heard_at
-            if self._stream is not stream:  # a stale batch from a stream already closed
-                return
-            for chunk in stream.handoff.take():
-                if chunk:  # a broken stream may call back with nothing: that is no sign of life
-                    heard_at = loop.time()
-                for period in converter.feed(chunk):
-                    sink(period)
-
-        stream.handoff.subscribe(deliver)
-        try:
-            # One timer per ``stall_s`` seconds, not one per chunk.
-            while True:
-                remaining_s = heard_at + self._stall_s - loop.time()
-                if remaining_s <= 0:
-                    break
-                await asyncio.sleep(remaining_s)
-        finally:
-            stream.handoff.subscribe(None)
+        self._heard_at = loop.time()
+        # One timer per ``stall_s`` seconds, not one per chunk.
+        while True:
+            remaining_s = self._heard_at + self._stall_s - loop.time()
+            if remaining_s <= 0:
+                break
+            await asyncio.sleep(remaining_s)
         raise AudioDeviceError(f"no audio for {self._stall_s:g} s")
 
     async def _reopen(self) -> None:

@@ -17,6 +17,13 @@ from appliance.errors import AudioDeviceError
 
 logger = logging.getLogger(__name__)
 
+REPORT_WITHIN_MS = 200
+"""Longest a played report waits for the event loop (milliseconds), unless it is news.
+
+Each wake of the loop costs CPU. The daemon asks for reports whenever it needs
+them up to date (:meth:`PyAudioSpeaker.report_played`, with each batch of
+captured audio and on a press), so this is only the pace when nobody asks."""
+
 REOPEN_BASE_S = 0.5
 """First wait before reopening a failed device (seconds); it doubles up to ``REOPEN_MAX_S``."""
 
@@ -36,8 +43,8 @@ class PyAudioSpeaker:
     ``loop.call_soon_threadsafe``; reports waiting for the loop are merged,
     so that queue is bounded by the number of tags. The loop is woken at
     once when a segment starts playing or playback falls idle, and else
-    every second period (20 ms periods: 25 wakes a second, not 50);
-    :meth:`report_played` and :meth:`stop` report at once. A device whose callbacks
+    once ``REPORT_WITHIN_MS`` of reports are waiting; :meth:`report_played`
+    and :meth:`stop` report at once. A device whose callbacks
     stop for ``stall_s`` seconds is closed and reopened, waiting 0.5 s
     doubling to 10 s between attempts; the queue is kept meanwhile.
 
@@ -69,7 +76,7 @@ class PyAudioSpeaker:
         self._playout: Playout | None = None
         self._pending: Played = []
         self._scheduled = False
-        self._deferred = False
+        self._waiting_periods = 0  # periods whose reports wait for the loop
         self._was_idle = True
         self._last_tag: Hashable | None = None
         self._callbacks = 0
@@ -125,7 +132,7 @@ class PyAudioSpeaker:
         """Report now what has been played, rather than within the next two periods."""
         with self._lock:
             pending, self._pending = self._pending, []
-            self._deferred = False
+            self._waiting_periods = 0
         report = self._report
         if report is not None:
             for tag, samples in pending:
@@ -176,14 +183,13 @@ class PyAudioSpeaker:
             urgent |= idle and not self._was_idle  # playback fell idle: the reply is over
             self._was_idle = idle
             # Each wake of the loop costs CPU: wake it at once when that matters, and else
-            # every second period, so a report is at most one period later than a
-            # per-period one (report_played() makes it exact when it must be).
-            schedule = False
-            if not self._scheduled and (urgent or (self._pending and self._deferred)):
-                schedule = self._scheduled = True
-                self._deferred = False
-            elif self._pending and not self._scheduled:
-                self._deferred = True
+            # once REPORT_WITHIN_MS of reports wait (report_played() makes them exact).
+            if self._pending:
+                self._waiting_periods += 1
+            due = self._waiting_periods * self._period_ms >= REPORT_WITHIN_MS
+            schedule = not self._scheduled and (urgent or (bool(self._pending) and due))
+            if schedule:
+                self._scheduled = True
         if schedule and self._loop is not None:
             try:
                 self._loop.call_soon_threadsafe(self._deliver)
@@ -198,6 +204,7 @@ class PyAudioSpeaker:
         with self._lock:
             pending, self._pending = self._pending, []
             self._scheduled = False
+            self._waiting_periods = 0
             idle = self._playout is None or self._playout.idle
         report = self._report
         if report is not None:
@@ -255,8 +262,8 @@ class PyAudioSpeaker:
         with self._lock:
             if self._playout is None:
                 self._playout = Playout(rate, channels=channels, prebuffer_ms=self._prebuffer_ms)
-            else:  # a reopened device: what was on its way to the old one is gone
-                self._pending += self._playout.change_device(rate, channels=channels)
+            else:  # a reopened device: it plays what the old one had not taken
+                self._playout.change_device(rate, channels=channels)
         self._deliver()
         await portaudio.call(self._stream.start_stream)
         logger.info("%s", line)

@@ -33,6 +33,11 @@ def bytes_to_ms(nbytes: int) -> int:
     return samples_to_ms(nbytes // SAMPLE_BYTES)
 
 
+def bytes_to_s(nbytes: int) -> float:
+    """Seconds of audio in ``nbytes`` bytes of PCM."""
+    return nbytes / (RATE_HZ * SAMPLE_BYTES)
+
+
 def ms_to_bytes(ms: float) -> int:
     """Bytes of PCM holding ``ms`` milliseconds, rounded down to a whole sample."""
     return int(ms * RATE_HZ / 1000) * SAMPLE_BYTES

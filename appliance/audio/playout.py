@@ -1,8 +1,11 @@
 """The speaker's playout buffer: tagged 24 kHz audio in, device periods out, what was played.
 
-Pure logic, no device and no lock: the speaker adapter calls :meth:`Playout.add`
-and :meth:`Playout.clear` from the event loop and :meth:`Playout.pull` from
-its device callback, always under its own lock.
+Pure logic, no device and no lock: the speaker adapter calls :meth:`Playout.add`,
+:meth:`Playout.clear` and :meth:`Playout.change_device` from the event loop and
+:meth:`Playout.pull` from its device callback, always under its own lock. The
+resampling happens in :meth:`Playout.add`, as the audio comes: the device's
+callback, which runs fifty times a second on a thread of its own, only cuts
+bytes from a FIFO, counts, and rarely flushes the resampler's tail.
 """
 
 from __future__ import annotations
@@ -20,12 +23,7 @@ from appliance.audio.convert import QUALITY
 Played = list[tuple[Hashable, int]]
 """``(tag, samples)`` pairs: that many 24 kHz samples of that segment were played."""
 
-
-@dataclasses.dataclass(slots=True)
-class _Segment:
-    tag: Hashable
-    samples: np.ndarray  # int16, 24 kHz mono
-    offset: int = 0  # samples already fed to the device side
+_NOTHING = np.zeros(0, dtype=np.int16)
 
 
 @dataclasses.dataclass(slots=True)
@@ -58,75 +56,78 @@ class Playout:
     def __init__(self, device_rate_hz: int, *, channels: int = 1, prebuffer_ms: int = 60) -> None:
         if device_rate_hz <= 0 or channels <= 0 or prebuffer_ms < 0:
             raise ValueError("rate and channels must be positive, prebuffer 0 or more")
-        self._queue: collections.deque[_Segment] = collections.deque()
-        self._queued = 0  # 24 kHz samples not yet fed to the device side
         self._prebuffer = prebuffer_ms * pcm.RATE_HZ // 1000
+        self.device_rate_hz = device_rate_hz
         self.channels = channels
         self.underruns = 0
         """Times the queue ran dry in the middle of a tag's audio."""
         self._starved_tag: Hashable | None = None
         self._last_tag: Hashable | None = None
-        self.device_rate_hz = device_rate_hz
-        self._reset_device_side()
+        self._reset()
 
-    def _reset_device_side(self) -> None:
-        rate = self.device_rate_hz
-        self._stream = (
-            None
-            if rate == pcm.RATE_HZ
-            else soxr.ResampleStream(pcm.RATE_HZ, rate, 1, dtype="int16", quality=QUALITY)
-        )
-        self._fifo = np.zeros(0, dtype=np.int16)  # device-rate output not yet taken
+    def _reset(self) -> None:
+        """Forget the audio on its way: a new run of playback starts at position 0."""
+        self._stream: soxr.ResampleStream | None = None  # holds input until flushed
+        self._fifo = bytearray()  # device frames (s16le, interleaved) not yet taken
         self._fed: collections.deque[_Fed] = collections.deque()
         self._fed_total = 0  # 24 kHz samples fed since the reset
         self._reported = 0  # of those, reported as played
-        self._emitted = 0  # device samples taken since the reset
-        self._flushed = True  # nothing is held inside the resampler
-        self._ended = False  # the resampler was flushed and takes no more input
+        self._base = 0  # the 24 kHz position of the FIFO's first frame when it changed rate
+        self._emitted = 0  # device frames taken since then
         self._playing = False
         self._waited = 0  # device frames the gate has waited with audio queued
 
     @property
     def queued_samples(self) -> int:
-        """24 kHz samples queued and not yet handed to the device side."""
-        return self._queued
+        """24 kHz samples queued and not yet reported as played."""
+        return self._fed_total - self._reported
 
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing on its way to the device: all reported."""
-        return not self._queue and not self._fed and self._fifo.size == 0
+        return not self._fed and not self._fifo
 
     def add(self, data: bytes, tag: Hashable) -> None:
-        """Queue 24 kHz mono s16le ``data`` after everything queued.
+        """Queue 24 kHz mono s16le ``data`` after everything queued, at the device's rate.
 
         Raises:
             ValueError: ``data`` is not whole 16-bit samples.
         """
         if len(data) % pcm.SAMPLE_BYTES:
             raise ValueError(f"PCM of {len(data)} bytes is not whole 16-bit samples")
-        if data:
-            samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
-            self._queue.append(_Segment(tag, samples))
-            self._queued += samples.size
+        if not data:
+            return
+        samples = np.frombuffer(data, dtype="<i2")
+        if self._fed and self._fed[-1].tag == tag:
+            self._fed[-1].unreported += samples.size
+        else:
+            self._fed.append(_Fed(tag, samples.size))
+        self._fed_total += samples.size
+        self._last_tag = tag
+        if self.device_rate_hz != pcm.RATE_HZ:
+            if self._stream is None:
+                self._stream = soxr.ResampleStream(
+                    pcm.RATE_HZ, self.device_rate_hz, 1, dtype="int16", quality=QUALITY
+                )
+            samples = self._stream.resample_chunk(samples)
+        self._fifo += self._frames(samples)
 
     def clear(self) -> None:
         """Discard everything queued or on its way; nothing of it is reported."""
-        self._queue.clear()
-        self._queued = 0
         self._starved_tag = None
-        self._reset_device_side()
+        self._reset()
 
-    def change_device(self, device_rate_hz: int, *, channels: int) -> Played:
-        """A new device stream: what was on its way to the old one counts as played.
-
-        Returns:
-            The reports for that audio, so every queued sample is reported once.
-        """
-        unreported = self._report_up_to(self._fed_total)
+    def change_device(self, device_rate_hz: int, *, channels: int) -> None:
+        """A new device stream: what the old one had not taken yet is played on this one."""
+        self._flush()
+        mono = np.frombuffer(bytes(self._fifo), dtype="<i2")[:: self.channels]
+        if device_rate_hz != self.device_rate_hz and mono.size:
+            mono = soxr.resample(mono, self.device_rate_hz, device_rate_hz, quality=QUALITY)
+        self._base = self._position()
+        self._emitted = 0
         self.device_rate_hz = device_rate_hz
         self.channels = channels
-        self._reset_device_side()
-        return unreported
+        self._fifo = bytearray(self._frames(mono))
 
     def pull(self, frames: int) -> tuple[bytes, Played]:
         """Take the next ``frames`` device frames; silence where there is nothing to play.
@@ -134,77 +135,46 @@ class Playout:
         Returns:
             The interleaved s16le frames and what of the queued audio they played.
         """
-        out = np.zeros(frames, dtype=np.int16)
+        wanted = frames * self.channels * pcm.SAMPLE_BYTES
         if not self._playing and not self._gate_opens(frames):
-            return self._frames(out), []
-        filled = 0
-        while filled < frames:
-            if self._fifo.size:
-                n = min(self._fifo.size, frames - filled)
-                out[filled : filled + n] = self._fifo[:n]
-                self._fifo = self._fifo[n:]
-                filled += n
-                self._emitted += n
-            elif self._queue:
-                self._feed()
-            elif not self._flushed:
-                assert self._stream is not None
-                self._fifo = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
-                self._flushed = self._ended = True
-            else:
-                break
-        if filled < frames:  # the queue ran dry: everything fed has been played
-            played = self._report_up_to(self._fed_total)
-            self._starved_tag = self._last_tag
-            self._reset_device_side()
-        else:
-            played = self._report_up_to(self._emitted * pcm.RATE_HZ // self.device_rate_hz)
-        return self._frames(out), played
+            return bytes(wanted), []
+        if len(self._fifo) < wanted:
+            self._flush()  # the queue runs dry: the resampler's tail is the last of it
+        taken = min(len(self._fifo), wanted)
+        out = bytes(self._fifo[:taken])
+        del self._fifo[:taken]
+        self._emitted += taken // (self.channels * pcm.SAMPLE_BYTES)
+        if taken == wanted:
+            return out, self._report_up_to(self._position())
+        # Dry: everything fed has been played.
+        played = self._report_up_to(self._fed_total)
+        self._starved_tag = self._last_tag
+        self._reset()
+        return out + bytes(wanted - taken), played
+
+    def _position(self) -> int:
+        """The 24 kHz position the device has played up to, since the reset."""
+        return self._base + self._emitted * pcm.RATE_HZ // self.device_rate_hz
+
+    def _flush(self) -> None:
+        """Let the resampler go of the input it holds back (its end; no more input follows)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            self._fifo += self._frames(stream.resample_chunk(_NOTHING, last=True))
 
     def _gate_opens(self, frames: int) -> bool:
-        if not self._queue:
+        if not self._fed:
             self._waited = 0
             return False
         self._waited += frames
         waited_24k = self._waited * pcm.RATE_HZ // self.device_rate_hz
-        if self._queued < self._prebuffer and waited_24k < self._prebuffer:
+        if self._fed_total < self._prebuffer and waited_24k < self._prebuffer:
             return False
-        if self._starved_tag is not None and self._queue[0].tag == self._starved_tag:
+        if self._starved_tag is not None and self._fed[0].tag == self._starved_tag:
             self.underruns += 1
         self._starved_tag = None
         self._playing = True
         return True
-
-    def _feed(self) -> None:
-        """Move up to one period of queued audio through the resampler into the FIFO."""
-        parts = []
-        wanted = pcm.PERIOD_SAMPLES
-        while wanted and self._queue:
-            segment = self._queue[0]
-            part = segment.samples[segment.offset : segment.offset + wanted]
-            parts.append(part)
-            segment.offset += part.size
-            wanted -= part.size
-            self._queued -= part.size
-            self._fed_total += part.size
-            self._last_tag = segment.tag
-            if self._fed and self._fed[-1].tag == segment.tag:
-                self._fed[-1].unreported += part.size
-            else:
-                self._fed.append(_Fed(segment.tag, part.size))
-            if segment.offset == segment.samples.size:
-                self._queue.popleft()
-        chunk = np.concatenate(parts)
-        if self._stream is None:
-            self._fifo = np.concatenate([self._fifo, chunk])
-            return
-        if self._ended:  # flushed, its tail still playing: audio came after all
-            self._stream = soxr.ResampleStream(
-                pcm.RATE_HZ, self.device_rate_hz, 1, dtype="int16", quality=QUALITY
-            )
-            self._ended = False
-        self._flushed = False
-        self._fifo = np.concatenate([self._fifo, self._stream.resample_chunk(chunk)])
 
     def _report_up_to(self, position: int) -> Played:
         """Report fed samples up to input ``position`` (24 kHz samples since the reset)."""

@@ -30,6 +30,14 @@ class Microphone(Protocol):
             AudioFileError: the file standing in for the device is unusable.
         """
 
+    def deliver_now(self) -> None:
+        """Deliver at once everything captured so far.
+
+        Chunks otherwise come as the microphone sees fit (a device
+        microphone gathers them for up to ``BATCH_MS``); call this before an
+        event that must fall after them, e.g. the release that ends a turn.
+        """
+
     async def close(self) -> None:
         """Stop capturing and release the device. Idempotent."""
 
@@ -55,8 +63,9 @@ class Speaker(Protocol):
         """Report at once what has been played so far.
 
         Reports otherwise come as the speaker sees fit (a device speaker
-        batches them, up to two periods); call this before acting on the
-        played count, e.g. to truncate a reply that is interrupted.
+        batches them, over several periods); call this before acting on the
+        played count, e.g. to truncate a reply that is interrupted, or to
+        judge whether captured audio is the speaker's echo.
         """
 
     async def drain(self, timeout_s: float) -> None:
