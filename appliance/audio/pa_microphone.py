@@ -16,13 +16,15 @@ from appliance.handoff import Batches
 
 logger = logging.getLogger(__name__)
 
-BATCH_MS = 100
+BATCH_MS = 200
 """Captured audio gathered before the event loop is woken for it (milliseconds).
 
-Five wakes of the loop for five 20 ms periods cost five times one: the loop
-takes the microphone's audio in 100 ms batches, and at once when the daemon
-asks (:meth:`PyAudioMicrophone.deliver_now`, on every press and release), so
-a turn's edges are exact to the period."""
+Ten wakes of the loop for ten 20 ms periods cost ten times one. Nothing needs
+the audio sooner: the daemon has it delivered at once on every press and
+release (:meth:`PyAudioMicrophone.deliver_now`), so a turn's edges are exact
+to the period, and the half-duplex gate judges audio by its place in the
+turn, not by when it came. A batch is never longer than a quarter of
+``stall_s``, so that silence is not mistaken for a lost device."""
 
 WAITING_MS = 1000
 """Captured audio that may wait for a late event loop before the oldest is dropped."""
@@ -169,17 +171,16 @@ class PyAudioMicrophone:
         stream, sink = self._stream, self._sink
         if stream is None or sink is None or stream.converter is None:
             return
-        chunks = stream.handoff.take()
-        if any(chunks):  # a broken stream may call back with nothing: that is no sign of life
-            self._heard_at = asyncio.get_running_loop().time()
-        converter = stream.converter
-        for chunk in chunks:
-            for period in converter.feed(chunk):
-                sink(period)
+        captured = b"".join(stream.handoff.take())  # one conversion per batch, not per chunk
+        if not captured:  # a broken stream may call back with nothing: that is no sign of life
+            return
+        self._heard_at = asyncio.get_running_loop().time()
+        for period in stream.converter.feed(captured):
+            sink(period)
 
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
-        batch = max(1, BATCH_MS // self._period_ms)
+        batch = max(1, int(min(BATCH_MS, self._stall_s * 1000 / 4)) // self._period_ms)
         waiting = max(batch, WAITING_MS // self._period_ms)
         handoff: Batches[bytes] = Batches(
             loop, batch=batch, maxlen=waiting, on_batch=self.deliver_now
