@@ -6,8 +6,9 @@ the turn machine with the time, then sends what the machine queued and
 performs its effects. Nothing else touches the machine, so there are no
 locks and no races. The loop sleeps until the machine's next deadline.
 
-Startup is in dependency order: microphone, speaker, button (its script
-clock starts here), ready, then the upstream link. Shutdown is the reverse.
+Startup is in dependency order: microphone, speaker (each waited for while
+it is missing, up to ``audio.lost_exit_s``), button (its script clock starts
+here), ready, then the upstream link. Shutdown is the reverse.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import partial
 
 from appliance.audio.earcons import Cue, render
@@ -37,6 +38,7 @@ from appliance.effects import (
 )
 from appliance.lag import watch_loop_lag
 from appliance.logs import log_event
+from appliance.patience import open_patiently
 from appliance.realtime.session import Session
 from appliance.status import Companion, Health, Phase, Status
 from appliance.transport import Closed, Connected, LinkEvent, Received, Retrying, Upstream
@@ -132,8 +134,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._clock = loop.time
         try:
-            await self._microphone.open(self._post_audio)
-            await self._speaker.open(self._post_played)
+            await self._open("microphone", partial(self._microphone.open, self._post_audio))
+            await self._open("speaker", partial(self._speaker.open, self._post_played))
             await self._button.open(self._post_button)
             self.ready_at = loop.time()
             logger.info("ready: devices open, connecting to the upstream")
@@ -157,6 +159,16 @@ class Daemon:
             await self._microphone.close()
             logger.info("stopped")
         return 0
+
+    async def _open(self, what: str, open_it: Callable[[], Awaitable[None]]) -> None:
+        """Open an audio device; one that is missing is waited for, up to ``lost_exit_s``."""
+        await open_patiently(
+            what,
+            open_it,
+            give_up_after_s=self._config.audio.lost_exit_s,
+            # Each try is news to systemd, whose start timeout it pushes away.
+            waiting=lambda why: self._show(Status(Phase.ERROR, why), again=True),
+        )
 
     # ------------------------------------------------------------------
     # Inputs: each becomes a call on the inbox, run by _serve in order.
@@ -289,8 +301,9 @@ class Daemon:
             return Status(Phase.CONNECTING)
         return Status(Phase.OFFLINE, self._offline)
 
-    def _show(self, status: Status) -> None:
-        if status == self._status:
+    def _show(self, status: Status, *, again: bool = False) -> None:
+        """Tell the companions ``status`` if it changed (or ``again``: if it did not)."""
+        if status == self._status and not again:
             return
         self._status = status
         logger.debug("status: %s", status.text())

@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 HEALTHY_WITHIN_S = 2.0
 """The loop must have turned, and audio arrived, within this many seconds (R10)."""
 
+EXTEND_WHILE_WAITING_US = 30_000_000
+"""How far each error before ``READY=1`` (a device being waited for) pushes systemd's
+start timeout away (microseconds): more than the longest wait between two tries."""
+
 Send = Callable[[str], bool]
 """Sends one notification (``"READY=1"``, lines joined by ``\\n``); False if not sent."""
 
@@ -82,6 +86,7 @@ class SystemdNotifier:
         self._healthy_within_s = healthy_within_s
         self._reloading = False
         self._started_at: float | None = None
+        self._ready = False
         self._sick: str | None = None
 
     def _notify(self, *lines: str) -> None:
@@ -94,14 +99,25 @@ class SystemdNotifier:
     def started(self) -> None:
         """The devices are open: ``READY=1``."""
         self._started_at = _loop_time()
+        self._ready = True
         self._reloading = False
         self._sick = None
         self._notify("READY=1")
 
     def status(self, status: Status) -> None:
-        """``STATUS=`` in plain words, e.g. ``offline: reconnecting in 4 s (...)``."""
+        """``STATUS=`` in plain words, e.g. ``offline: reconnecting in 4 s (...)``.
+
+        An error before ``READY=1`` is a device being waited for: it also sends
+        ``EXTEND_TIMEOUT_USEC=``, so that systemd does not time the start out.
+        """
         if self._reloading and status.phase is Phase.STOPPING:
             return  # the daemon stops only to be replaced: it says "reloading" already
+        if not self._ready and status.phase is Phase.ERROR:
+            # Still starting, held up by a missing device that is being waited for.
+            self._notify(
+                f"STATUS={status.text()}", f"EXTEND_TIMEOUT_USEC={EXTEND_WHILE_WAITING_US}"
+            )
+            return
         self._notify(f"STATUS={status.text()}")
 
     def reloading(self) -> None:
@@ -112,6 +128,7 @@ class SystemdNotifier:
         ``started`` sends ``READY=1``.
         """
         self._reloading = True
+        self._ready = False
         self._notify("RELOADING=1", "STATUS=reloading the configuration")
 
     def stopping(self) -> None:

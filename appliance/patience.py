@@ -1,0 +1,67 @@
+"""Opening an audio device that is not there yet: wait for it, do not exit.
+
+A USB microphone may appear seconds after boot; one that was unplugged may be
+plugged in again. Exiting for systemd to restart the service would start the
+whole process again every few seconds (imports, devices, a new upstream
+session) and fill the journal; waiting here costs nothing and the device is
+used the moment it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from appliance.errors import AudioDeviceError
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_S = 0.5
+"""First wait before trying a missing device again (seconds); it doubles up to ``RETRY_MAX_S``."""
+
+RETRY_MAX_S = 10.0
+"""Longest wait between two tries (seconds)."""
+
+
+async def open_patiently(
+    what: str,
+    open_it: Callable[[], Awaitable[None]],
+    *,
+    give_up_after_s: float,
+    waiting: Callable[[str], None],
+) -> None:
+    """Call ``open_it`` until it succeeds, waiting 0.5 s doubling to 10 s between tries.
+
+    Args:
+        what: The device in words, for the log and ``waiting``: "microphone".
+        open_it: Opens the device; raises :class:`AudioDeviceError` when it cannot.
+        give_up_after_s: Seconds after which a device still missing is an error.
+        waiting: Told, in plain words, why the device is being waited for
+            (before each wait).
+
+    Raises:
+        AudioDeviceError: the device was still missing after ``give_up_after_s``.
+    """
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + give_up_after_s
+    delay_s = RETRY_BASE_S
+    tries = 0
+    while True:
+        try:
+            await open_it()
+        except AudioDeviceError as exc:
+            tries += 1
+            if loop.time() + delay_s > give_up_at:
+                logger.critical(
+                    "the %s is still missing after %g s: giving up", what, give_up_after_s
+                )
+                raise
+            logger.error("%s; trying again in %g s", exc, delay_s)
+            waiting(f"waiting for the {what}: {exc}")
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RETRY_MAX_S)
+            continue
+        if tries:
+            logger.info("the %s is back after %d failed tries", what, tries)
+        return
