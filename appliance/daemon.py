@@ -286,6 +286,9 @@ class Daemon:
             # A dead microphone trumps everything, a turn included: the person must see it.
             stall_s = self._config.audio.stall_s
             return Status(Phase.ERROR, f"no audio from the microphone for {stall_s:g} s")
+        trouble = self._speaker.trouble
+        if trouble is not None:  # a reply would not be heard: that trumps a turn too
+            return Status(Phase.ERROR, trouble)
         phase = _TURN_PHASES.get(self._machine.state)
         if phase is not None:
             return Status(phase)

@@ -88,6 +88,8 @@ class FakeSpeaker:
         self.closes = 0
         self.played = bytearray()
         """Every byte "played" by :meth:`advance`, in order."""
+        self.trouble: str | None = None
+        """Set by the test: the speaker is being reopened."""
         self._queue: collections.deque[tuple[Hashable, bytes]] = collections.deque()
         self._empty = asyncio.Event()
         self._empty.set()

@@ -163,14 +163,25 @@ class SoundEnv:
         Returns:
             How many were killed.
         """
-        listing = self.command("list-source-outputs")
+        return self._kill("source-output")
+
+    def kill_playback_streams(self) -> int:
+        """Kill every playback stream the server has, as a failing device would.
+
+        Returns:
+            How many were killed.
+        """
+        return self._kill("sink-input")
+
+    def _kill(self, kind: str) -> int:
+        listing = self.command(f"list-{kind}s")
         indexes = [
             line.split(":", 1)[1].strip()
             for line in listing.splitlines()
             if line.strip().startswith("index:")
         ]
         for index in indexes:
-            self.command(f"kill-source-output {index}")
+            self.command(f"kill-{kind} {index}")
         return len(indexes)
 
     def stop(self) -> None:

@@ -95,6 +95,65 @@ def test_input_lost_mid_turn_is_reopened_while_the_error_shows(
     assert second.audio_in_ms >= 900
 
 
+def test_output_lost_is_reopened_while_the_error_shows(sound: SoundEnv, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    os.chmod(key_file, 0o600)
+    companion = RecordingCompanion()
+    effects: list[Effect] = []
+    speaker = PyAudioSpeaker("pulse", stall_s=STALL_S)
+    killed: list[int] = []
+
+    async def fail_the_output(daemon: Daemon) -> None:
+        while daemon.ready_at is None:  # noqa: ASYNC110 - the daemon has no event for it
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # before the first turn's reply
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 0.8
+        while loop.time() < until:  # the device fails, and fails again when retried
+            killed.append(await asyncio.to_thread(sound.kill_playback_streams))
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> None:
+        async with Emulator(api_key=KEY, chunk_interval_s=0.01) as emulator:
+            config = config_module.load(
+                None,
+                env={},
+                overrides={
+                    "upstream.url": emulator.url,
+                    "upstream.api_key_file": key_file,
+                    "audio.earcons": False,
+                    "audio.stall_s": STALL_S,
+                    "button.backend": "script",
+                    "button.exit_after_script": True,
+                },
+            )
+            daemon = Daemon(
+                config,
+                microphone=PyAudioMicrophone("pulse", stall_s=STALL_S),
+                speaker=speaker,
+                button=ScriptButton([(4.0, "press"), (5.0, "release")]),
+                upstream=upstream_link(config),
+                observer=lambda effect, now: effects.append(effect),
+                companions=[companion],
+            )
+            failing = asyncio.create_task(fail_the_output(daemon))
+            async with asyncio.timeout(30):
+                assert await daemon.run() == 0
+            await failing
+
+    sound.clear_played()
+    asyncio.run(scenario())
+    assert sum(killed) >= 1, "the playback stream was never killed"
+    assert speaker.reopens >= 1 and speaker.trouble is None
+    errors = [s for s in companion.statuses if s.phase is Phase.ERROR]
+    assert errors and "the speaker stopped playing" in errors[0].detail
+    phases = companion.phases()
+    assert Phase.READY in phases[phases.index(Phase.ERROR) :], "the error never cleared"
+    (turn,) = [e.metrics for e in effects if isinstance(e, TurnDone)]
+    assert turn.outcome == "replied"  # the speaker is back for good: the reply was heard
+
+
 def test_audio_gone_for_lost_exit_s_ends_appliance_run_non_zero(
     sound: SoundEnv, tmp_path: Path
 ) -> None:

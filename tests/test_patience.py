@@ -56,9 +56,17 @@ def test_a_microphone_missing_at_start_is_waited_for_and_systemd_told_why(
     config = offline_config(tmp_path, lost_exit_s=30)
     microphone = LateMicrophone(missing=2)
     sent: list[str] = []
-    notifier = SystemdNotifier(env={}, send=lambda message: sent.append(message) or True)
 
     async def scenario() -> None:
+        ready = asyncio.Event()
+
+        def send(message: str) -> bool:
+            sent.append(message)
+            if message == "READY=1":
+                ready.set()
+            return True
+
+        notifier = SystemdNotifier(env={}, send=send)
         daemon = Daemon(
             config,
             microphone=microphone,
@@ -69,8 +77,7 @@ def test_a_microphone_missing_at_start_is_waited_for_and_systemd_told_why(
         )
         task = asyncio.create_task(daemon.run())
         async with asyncio.timeout(10):
-            while "READY=1" not in sent:
-                await asyncio.sleep(0.05)
+            await ready.wait()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -79,10 +86,14 @@ def test_a_microphone_missing_at_start_is_waited_for_and_systemd_told_why(
     assert microphone.opens == 1
     # Each try pushes systemd's start timeout away again, even in the same words.
     waiting = [m for m in sent if "waiting for the microphone" in m]
-    assert waiting == [
-        "STATUS=error: waiting for the microphone: cannot open the microphone 'usb': "
-        "no such device\nEXTEND_TIMEOUT_USEC=30000000"
-    ] * 2, sent
+    assert (
+        waiting
+        == [
+            "STATUS=error: waiting for the microphone: cannot open the microphone 'usb': "
+            "no such device\nEXTEND_TIMEOUT_USEC=30000000"
+        ]
+        * 2
+    ), sent
     assert sent.index(waiting[0]) < sent.index("READY=1")
     lines = [r.getMessage() for r in caplog.records]
     assert [line for line in lines if "trying again in" in line] == [

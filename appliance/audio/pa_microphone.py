@@ -108,11 +108,12 @@ class PyAudioMicrophone:
     """A sound card's capture side as an always-on microphone.
 
     Captures at the device's rate in ``period_ms`` periods (PyAudio callback
-    mode). The callback only hands each chunk to the event loop, into a
-    bounded queue that drops the oldest when full (counted in
-    :attr:`dropped_chunks`); the loop converts each batch to 24 kHz mono
-    and delivers exact 20 ms periods, in a plain callback (no task step and
-    no timer per chunk: each wake of the loop costs CPU). A device that
+    mode). The callback only leaves each chunk in a bounded queue that drops
+    the oldest when full (counted in :attr:`dropped_chunks`), and wakes the
+    event loop once per ``BATCH_MS`` of audio: each wake costs CPU. The loop
+    converts each batch to 24 kHz mono in one go and delivers exact 20 ms
+    periods, in a plain callback (no task step and no timer per chunk);
+    :meth:`deliver_now` delivers what is waiting at once. A device that
     delivers nothing for ``stall_s`` seconds is closed and reopened, with
     waits from 0.5 s doubling to 10 s, for as long as it takes; the daemon
     sees the silence and shows it.

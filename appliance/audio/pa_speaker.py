@@ -89,6 +89,8 @@ class PyAudioSpeaker:
         self._task: asyncio.Task[None] | None = None
         self.reopens = 0
         """Times the device was reopened after a failure."""
+        self.trouble: str | None = None
+        """Why the device is not playing now (it is being reopened), or None."""
 
     @property
     def underruns(self) -> int:
@@ -129,7 +131,7 @@ class PyAudioSpeaker:
         self._idle.set()
 
     def report_played(self) -> None:
-        """Report now what has been played, rather than within the next two periods."""
+        """Report now what has been played, rather than when the next report is due."""
         with self._lock:
             pending, self._pending = self._pending, []
             self._waiting_periods = 0
@@ -279,6 +281,7 @@ class PyAudioSpeaker:
             if self._callbacks != seen:
                 continue
             logger.error("speaker lost: no callback for %g s; reopening it", self._stall_s)
+            self.trouble = f"the speaker stopped playing {self._stall_s:g} s ago; reopening it"
             await self._stop_stream()
             delay_s = REOPEN_BASE_S
             while True:
@@ -288,6 +291,9 @@ class PyAudioSpeaker:
                 except AudioDeviceError as exc:
                     delay_s = min(delay_s * 2, REOPEN_MAX_S)
                     logger.warning("speaker still unavailable (%s); next try in %g s", exc, delay_s)
+                    self.trouble = f"{exc}; next try in {delay_s:g} s"
                     continue
                 self.reopens += 1
+                self.trouble = None
+                logger.info("speaker back")
                 break

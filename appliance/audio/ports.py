@@ -45,6 +45,9 @@ class Microphone(Protocol):
 class Speaker(Protocol):
     """A sink of audio with a playout queue; reports what it actually played."""
 
+    trouble: str | None
+    """Why the device is not playing now (it is being reopened), in plain words, or None."""
+
     async def open(self, report: PlayedReport) -> None:
         """Open the device; ``report`` is told what is played, period by period.
 
