@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import struct
+import tracemalloc
 import wave
 from collections.abc import Hashable
 from pathlib import Path
@@ -13,7 +17,7 @@ from fakes import FakeMicrophone, FakeSpeaker
 
 from appliance.audio import pcm
 from appliance.audio.filedev import FileMicrophone, FileSpeaker
-from appliance.audio.ports import Microphone, Speaker
+from appliance.audio.ports import ChunkSink, Microphone, Speaker
 from appliance.audio.wav import read_wav_pcm24k, write_wav
 from appliance.errors import AudioFileError
 
@@ -126,14 +130,137 @@ def test_microphone_fake_clock_never_early(tmp_path: Path) -> None:
     assert len(chunks) == 3
 
 
-def test_microphone_bad_file(tmp_path: Path) -> None:
+def stream(path: Path, periods: int, sink: ChunkSink) -> None:
+    """Open a microphone on ``path`` and take ``periods`` chunks from it, without waiting.
+
+    Each delivery moves the fake clock on by one period, so one more chunk falls
+    due at a time, as in real use, and the whole file streams as fast as it can be
+    read and converted.
+    """
+    now = [0.0]
+    delivered = [0]
+
+    async def scenario() -> None:
+        done = asyncio.Event()
+
+        def sink_and_tick(chunk: bytes) -> None:
+            sink(chunk)
+            delivered[0] += 1
+            if delivered[0] < periods:
+                # Set, not added to: a sum of periods would drift from the deadlines.
+                now[0] = (delivered[0] + 1) * PERIOD_S + EPSILON_S
+            else:
+                done.set()
+
+        mic = FileMicrophone(path, clock=lambda: now[0])
+        await mic.open(sink_and_tick)
+        now[0] = PERIOD_S + EPSILON_S  # the first chunk is due; each delivery, the next one
+        async with asyncio.timeout(30):  # a safety net, not a timing assertion
+            await done.wait()
+        await mic.close()
+
+    asyncio.run(scenario())
+    assert delivered[0] == periods
+
+
+def periods_of(audio: bytes, silence_periods: int) -> int:
+    """Periods holding ``audio`` (the last one padded), then ``silence_periods`` more."""
+    return -(-len(audio) // pcm.PERIOD_BYTES) + silence_periods
+
+
+def test_microphone_24k_mono_is_bit_exact(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(5)
+    data = rng.integers(-32768, 32768, pcm.RATE_HZ + 100, dtype=np.int64).astype("<i2").tobytes()
+    path = tmp_path / "in.wav"
+    write_wav(path, data)
+    chunks: list[bytes] = []
+    with caplog.at_level(logging.INFO, logger="appliance.audio.filedev"):
+        stream(path, periods_of(data, 3), chunks.append)
+    assert "(1004 ms of audio, then silence)" in caplog.text
+    assert all(len(chunk) == pcm.PERIOD_BYTES for chunk in chunks)
+    joined = b"".join(chunks)
+    assert joined[: len(data)] == data
+    assert joined[len(data) :] == bytes(len(joined) - len(data))
+
+
+def test_microphone_44k_stereo_gives_the_whole_file_conversion(tmp_path: Path) -> None:
+    path = tmp_path / "in.wav"
+    write_stereo_44k(path, 1.37)  # several blocks, the last one partial
+    converted = read_wav_pcm24k(path)
+    chunks: list[bytes] = []
+    stream(path, periods_of(converted, 2), chunks.append)
+    joined = b"".join(chunks)
+    # The same conversion, block by block: not just close, identical.
+    assert joined[: len(converted)] == converted
+    assert joined[len(converted) :] == bytes(len(joined) - len(converted))
+
+
+@pytest.mark.parametrize("rate_hz", [24_000, 44_100])
+def test_microphone_truncated_file_ends_where_its_data_ends(tmp_path: Path, rate_hz: int) -> None:
+    path = tmp_path / "cut.wav"
+    rng = np.random.default_rng(6)
+    frames = rng.integers(-9000, 9000, (rate_hz, 2), dtype=np.int64).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate_hz)
+        w.writeframes(frames.tobytes())
+    # Cut 0.4 s in, inside a frame: the header still declares a whole second.
+    path.write_bytes(path.read_bytes()[: 44 + 4 * (rate_hz * 2 // 5) + 3])
+    converted = read_wav_pcm24k(path)
+    assert abs(len(converted) // 2 - 9600) <= 2
+    chunks: list[bytes] = []
+    stream(path, periods_of(converted, 10), chunks.append)
+    joined = b"".join(chunks)
+    assert joined[: len(converted)] == converted
+    assert joined[len(converted) :] == bytes(len(joined) - len(converted))
+
+
+def test_microphone_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    write_stereo_44k(path, 30.0)
+    file_bytes = path.stat().st_size
+    converted = read_wav_pcm24k(path)
+    periods = periods_of(converted, 5)
+    expected = hashlib.sha256(converted + bytes(periods * pcm.PERIOD_BYTES - len(converted)))
+    del converted
+    received = hashlib.sha256()  # keeps nothing: only the streaming is measured
+
+    tracemalloc.start()
+    try:
+        stream(path, periods, received.update)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert received.digest() == expected.digest()
+    # Converting the whole file at once takes several times its size; streaming, one
+    # block at a time, a fixed few hundred kilobytes whatever the length.
+    assert peak < file_bytes / 8, (peak, file_bytes)
+
+
+def float_wav() -> bytes:
+    fmt = struct.pack("<HHIIHH", 3, 1, 24_000, 96_000, 4, 32)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 0)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a wave file, really not", b"RIFF\x24\x00\x00\x00WAVEfmt ", float_wav()],
+    ids=["garbage", "truncated-header", "float"],
+)
+def test_microphone_bad_file_fails_at_open(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "garbage.wav"
-    path.write_bytes(b"not a wave file, really not")
+    path.write_bytes(content)
+    with pytest.raises(AudioFileError) as whole_file:
+        read_wav_pcm24k(path)
 
     async def scenario() -> None:
         mic = FileMicrophone(path)
-        with pytest.raises(AudioFileError, match=r"garbage\.wav"):
+        with pytest.raises(AudioFileError, match=r"garbage\.wav") as info:
             await mic.open(lambda _chunk: None)
+        assert str(info.value) == str(whole_file.value)
         await mic.close()
 
     asyncio.run(scenario())

@@ -1,18 +1,21 @@
-"""Tests of WAV reading with conversion, and of incremental WAV writing."""
+"""Tests of WAV reading with conversion, whole or block by block, and of WAV writing."""
 
 from __future__ import annotations
 
 import re
 import struct
+import tracemalloc
 import wave
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+import soxr
 
 from appliance.audio import pcm
-from appliance.audio.wav import WavWriter, read_wav_pcm24k, write_wav
+from appliance.audio.convert import QUALITY
+from appliance.audio.wav import WavReader, WavWriter, read_wav_pcm24k, write_wav
 from appliance.errors import AudioFileError
 
 
@@ -170,6 +173,105 @@ def test_truncated_data_reads_what_is_there(tmp_path: Path) -> None:
     write_wav(path, bytes(range(200)) * 10)
     path.write_bytes(path.read_bytes()[:-501])  # declared size now exceeds the data
     assert len(read_wav_pcm24k(path)) == (2000 - 501) // 2 * 2
+
+
+def read_all(reader: WavReader) -> list[bytes]:
+    return list(iter(reader.read, b""))
+
+
+def one_shot_reference(path: Path) -> npt.NDArray[np.int16]:
+    """The whole file converted in one go, independently of the module under test."""
+    with wave.open(str(path), "rb") as r:
+        channels, rate_hz = r.getnchannels(), r.getframerate()
+        assert r.getsampwidth() == 2
+        frames = np.frombuffer(r.readframes(r.getnframes()), dtype="<i2")
+    mono = (frames.astype(np.float64) / 32768.0).reshape(-1, channels).mean(axis=1)
+    converted = soxr.resample(mono, rate_hz, pcm.RATE_HZ, quality=QUALITY)
+    return np.clip(np.rint(converted * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def test_reader_44k_stereo_matches_a_one_shot_conversion(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    seconds = 1.3  # several blocks and a partial one
+    music = 0.4 * np.stack([sine(440.0, seconds, 44_100), sine(1234.5, seconds, 44_100)], axis=1)
+    noise = rng.uniform(-0.1, 0.1, music.shape)
+    path = tmp_path / "in.wav"
+    write_test_wav(path, music + noise, rate_hz=44_100, sampwidth=2)
+
+    with WavReader(path) as reader:
+        assert (reader.rate_hz, reader.channels, reader.sample_width) == (44_100, 2, 2)
+        blocks = read_all(reader)
+        assert reader.read() == b""  # and so on, once the end is reached
+    assert len(blocks) >= 6
+    out = as_int16(b"".join(blocks)).astype(np.int32)
+
+    reference = one_shot_reference(path).astype(np.int32)
+    assert len(out) == len(reference)
+    # Stream and one-shot conversion by the same library: at most a rounding apart.
+    assert np.max(np.abs(out - reference)) <= 1
+
+
+def test_reader_passes_24k_mono_16bit_through_exactly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    data = rng.integers(-32768, 32768, 3 * pcm.RATE_HZ + 123, dtype=np.int64)
+    pcm_bytes = data.astype("<i2").tobytes()
+    path = tmp_path / "same.wav"
+    write_wav(path, pcm_bytes)
+    with WavReader(path) as reader:
+        assert reader.duration_ms == 3005
+        blocks = read_all(reader)
+    assert len(blocks) > 1
+    assert b"".join(blocks) == pcm_bytes
+
+
+def test_reader_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    seconds = 30
+    rng = np.random.default_rng(4)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44_100)
+        for _ in range(seconds):
+            w.writeframes(rng.integers(-8000, 8000, 2 * 44_100, dtype=np.int64).astype("<i2"))
+    file_bytes = path.stat().st_size
+
+    converted = 0
+    tracemalloc.start()
+    try:
+        with WavReader(path) as reader:
+            while block := reader.read():
+                converted += len(block)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert abs(converted // 2 - seconds * pcm.RATE_HZ) <= 2
+    # Converting the whole file at once takes several times its size; one block, a
+    # fixed few hundred kilobytes, whatever the length.
+    assert peak < file_bytes / 8, (peak, file_bytes)
+
+
+def test_reader_of_a_truncated_file_counts_and_reads_what_is_there(tmp_path: Path) -> None:
+    path = tmp_path / "cut.wav"
+    write_test_wav(path, 0.3 * sine(300.0, 1.0, 44_100), rate_hz=44_100, sampwidth=2)
+    path.write_bytes(path.read_bytes()[: 44 + 2 * 22_050 + 1])  # half a second and a byte
+    with WavReader(path) as reader:
+        assert reader.frames == 22_050
+        assert reader.duration_ms == 500
+        out = b"".join(read_all(reader))
+    assert abs(len(out) // 2 - 12_000) <= 2
+    assert out == read_wav_pcm24k(path)
+
+
+def test_reader_refuses_to_read_once_closed(tmp_path: Path) -> None:
+    path = tmp_path / "x.wav"
+    write_wav(path, bytes(pcm.PERIOD_BYTES))
+    reader = WavReader(path)
+    reader.close()
+    reader.close()  # idempotent
+    with pytest.raises(ValueError, match="closed"):
+        reader.read()
 
 
 def read_back(path: Path) -> tuple[wave._wave_params, bytes]:

@@ -9,9 +9,9 @@ import logging
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
-from appliance.audio.pcm import PERIOD_BYTES, PERIOD_MS, SAMPLE_BYTES, bytes_to_ms, samples_to_ms
+from appliance.audio.pcm import PERIOD_BYTES, PERIOD_MS, SAMPLE_BYTES, samples_to_ms
 from appliance.audio.ports import ChunkSink, PlayedReport
-from appliance.audio.wav import WavWriter, read_wav_pcm24k
+from appliance.audio.wav import WavReader, WavWriter
 from appliance.errors import AudioFileError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,10 @@ class FileMicrophone:
     ``[n * 480, (n + 1) * 480)``) is delivered once it is complete, at
     ``open time + (n + 1) * 20`` milliseconds on an absolute schedule: a late
     loop gets the overdue chunks at once, in order, none dropped.
+
+    The file is read and converted a block (about 200 ms) at a time as
+    periods fall due, so memory does not grow with its length. A file cut
+    short ends where its data ends; a read error ends it there too (logged).
     """
 
     def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
@@ -76,6 +80,7 @@ class FileMicrophone:
         self.path = path
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._reader: WavReader | None = None
         self._chunks_delivered = 0
 
     @property
@@ -84,7 +89,7 @@ class FileMicrophone:
         return self._chunks_delivered
 
     async def open(self, sink: ChunkSink) -> None:
-        """Convert the file and start capturing into ``sink``, one period per call.
+        """Check the file's header and start capturing into ``sink``, one period per call.
 
         Raises:
             AudioFileError: the file is unusable.
@@ -92,31 +97,42 @@ class FileMicrophone:
         """
         if self._task is not None:
             raise RuntimeError("microphone is already open")
-        # Converted once, off the event loop thread: a long file takes a while.
-        audio = await asyncio.to_thread(read_wav_pcm24k, self.path)
+        # Only the header is read here (off the event loop thread, as the disk may
+        # be slow); the audio follows block by block in ``_capture``.
+        reader = await asyncio.to_thread(WavReader, self.path)
         clock = self._clock or asyncio.get_running_loop().time
         start = clock()
         self._chunks_delivered = 0
+        self._reader = reader
         self._task = asyncio.create_task(
-            self._capture(audio, sink, clock, start), name=f"file microphone {self.path}"
+            self._capture(reader, sink, clock, start), name=f"file microphone {self.path}"
         )
         self._task.add_done_callback(_log_failure("file microphone"))
         logger.info(
             "file microphone open: %s (%d ms of audio, then silence)",
             self.path,
-            bytes_to_ms(len(audio)),
+            reader.duration_ms,
         )
 
-    async def _capture(self, audio: bytes, sink: ChunkSink, clock: Clock, start: float) -> None:
-        view = memoryview(audio)
+    async def _capture(
+        self, reader: WavReader, sink: ChunkSink, clock: Clock, start: float
+    ) -> None:
+        # Converted audio not yet delivered: at most one block and one period.
+        pending = bytearray()
+        reading = True
         n = 0
         while True:
             await _sleep_until(clock, _period_deadline(start, n))
             # Everything that is due now, in order: a late wake-up catches up.
             now = clock()
             while _period_deadline(start, n) <= now:
-                offset = n * PERIOD_BYTES
-                chunk = bytes(view[offset : offset + PERIOD_BYTES])
+                while reading and len(pending) < PERIOD_BYTES:
+                    # One small block of a local file: a short enough stop for the loop.
+                    block = _read_block(reader)
+                    pending += block
+                    reading = bool(block)
+                chunk = bytes(pending[:PERIOD_BYTES])
+                del pending[:PERIOD_BYTES]
                 if len(chunk) < PERIOD_BYTES:
                     chunk = chunk + _SILENCE[len(chunk) :]
                 n += 1
@@ -127,12 +143,25 @@ class FileMicrophone:
         """Nothing to do: every period is delivered when its time comes."""
 
     async def close(self) -> None:
-        """Stop capturing. Idempotent."""
+        """Stop capturing and close the file. Idempotent."""
         task, self._task = self._task, None
         if task is None:
             return
         await _cancel(task)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         logger.info("file microphone closed: %s", self.path)
+
+
+def _read_block(reader: WavReader) -> bytes:
+    """The next block of ``reader``; ``b""`` at the end of the audio or on a read error."""
+    try:
+        return reader.read()
+    except AudioFileError as exc:
+        # The microphone keeps its schedule (silence from here): the daemon must not hang.
+        logger.error("file microphone stops reading: %s", exc)
+        return b""
 
 
 @dataclasses.dataclass(slots=True)
@@ -162,6 +191,8 @@ class FileSpeaker:
                 due; by default the event loop's. Waiting is still done with
                 ``asyncio.sleep`` and re-checked against this clock on waking.
         """
+        self.trouble: str | None = None
+        """Always None: a file does not go away while it is written."""
         self.path = path
         self._clock = clock
         self._queue: collections.deque[_Segment] = collections.deque()

@@ -1,7 +1,8 @@
-"""WAV files: read any integer PCM WAV as 24 kHz mono, write 24 kHz mono incrementally."""
+"""WAV files: read any integer PCM WAV as 24 kHz mono, write 24 kHz mono; both incrementally."""
 
 from __future__ import annotations
 
+import os
 import struct
 import wave
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from appliance.audio.convert import QUALITY
 from appliance.audio.pcm import RATE_HZ, SAMPLE_BYTES
 from appliance.errors import AudioFileError
 
@@ -26,12 +28,15 @@ _MAX_DATA_BYTES = 0xFFFF_FFFF - (_HEADER_BYTES - 8)
 _FULL_SCALE = {1: 128.0, 2: 32768.0, 3: 8388608.0, 4: 2147483648.0}
 """Full-scale magnitude per sample width (bytes) of integer PCM."""
 
+_BLOCK_MS = 200
+"""Audio read from the file and converted per :meth:`WavReader.read` (milliseconds)."""
+
 
 def read_wav_pcm24k(path: Path) -> bytes:
-    """Read an integer PCM WAV file and convert it to the appliance's format.
+    """Read a whole integer PCM WAV file and convert it to the appliance's format.
 
-    Channels are averaged, the rate is converted with soxr ("HQ") and the
-    result is clipped to int16. A file with no frames gives ``b""``.
+    The same conversion as :class:`WavReader`, all at once. A file with no
+    frames gives ``b""``.
 
     Args:
         path: The WAV file: 8, 16, 24 or 32-bit integer PCM, any channel
@@ -41,29 +46,121 @@ def read_wav_pcm24k(path: Path) -> bytes:
         24 kHz mono s16le PCM.
 
     Raises:
-        AudioFileError: the file is missing, unreadable, not a WAV, or in an
-            encoding other than plain integer PCM (float, compressed,
-            extensible). The message names the file and the problem.
+        AudioFileError: as :class:`WavReader` does.
     """
-    try:
-        with path.open("rb") as f:
-            nchannels, sampwidth, rate_hz, frames = _read_frames(f)
-    except OSError as exc:
-        raise AudioFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (wave.Error, EOFError, struct.error) as exc:
-        raise AudioFileError(f"{path}: not a usable PCM WAV file: {_explain(exc)}") from exc
-    if sampwidth not in _FULL_SCALE:
-        raise AudioFileError(f"{path}: unsupported sample width of {sampwidth * 8} bits")
-    if rate_hz <= 0:
-        raise AudioFileError(f"{path}: invalid sample rate {rate_hz} Hz")
-    nframes = len(frames) // (nchannels * sampwidth)
-    if nframes == 0:
+    with WavReader(path) as reader:
+        return b"".join(iter(reader.read, b""))
+
+
+class WavReader:
+    """An integer PCM WAV file read block by block as 24 kHz mono s16le.
+
+    Opening parses and checks the header only. Each :meth:`read` then reads
+    about 200 milliseconds of the file and converts it, so memory does not
+    grow with the file's length. Channels are averaged, the rate is converted
+    with a soxr stream (``QUALITY``) flushed at the end of the data, and the
+    result is clipped to int16: the output is the same whatever the block
+    size, and a 24 kHz mono 16-bit file passes through bit for bit. A file
+    cut short ends where its data ends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Open ``path`` and check its header; no audio is read yet.
+
+        Args:
+            path: The WAV file: 8, 16, 24 or 32-bit integer PCM, any channel
+                count, any rate.
+
+        Raises:
+            AudioFileError: the file is missing, unreadable, not a WAV, or in
+                an encoding other than plain integer PCM (float, compressed,
+                extensible). The message names the file and the problem.
+        """
+        self.path = path
+        try:
+            self._file: BinaryIO | None = path.open("rb")
+        except OSError as exc:
+            raise AudioFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        try:
+            self._wave, held_bytes = _open_wave(path, self._file)
+        except BaseException:
+            self._file.close()
+            self._file = None
+            raise
+        self.channels = self._wave.getnchannels()
+        """Interleaved channels per frame in the file."""
+        self.sample_width = self._wave.getsampwidth()
+        """Bytes per sample in the file."""
+        self.rate_hz = self._wave.getframerate()
+        """The file's sample rate (hertz)."""
+        frame_bytes = self.channels * self.sample_width
+        # A file cut short declares more frames than it holds: count what is there.
+        self.frames = min(self._wave.getnframes(), held_bytes // frame_bytes)
+        """Frames the file holds."""
+        self._block_frames = max(1, self.rate_hz * _BLOCK_MS // 1000)
+        self._stream = (
+            None
+            if self.rate_hz == RATE_HZ
+            else soxr.ResampleStream(self.rate_hz, RATE_HZ, 1, dtype="float64", quality=QUALITY)
+        )
+        self._done = False
+
+    @property
+    def duration_ms(self) -> int:
+        """Milliseconds of audio the file holds, rounded down."""
+        return self.frames * 1000 // self.rate_hz
+
+    def read(self) -> bytes:
+        """Read and convert the next block.
+
+        Returns:
+            24 kHz mono s16le PCM, about 200 milliseconds of it; ``b""`` once
+            everything has been returned, and on every call after that.
+
+        Raises:
+            AudioFileError: reading the file failed.
+            ValueError: the reader is closed.
+        """
+        while not self._done:
+            if self._file is None:
+                raise ValueError(f"{self.path}: WAV reader is closed")
+            try:
+                data = self._wave.readframes(self._block_frames)
+            except OSError as exc:
+                raise AudioFileError(f"{self.path}: cannot read: {exc.strerror or exc}") from exc
+            # Only the end of the file gives a short read, so a partial frame is the
+            # last thing there is: dropped, as a frame nobody can play.
+            whole = len(data) - len(data) % (self.channels * self.sample_width)
+            if whole:
+                samples = _decode(data[:whole], self.sample_width)
+                mono = samples.reshape(-1, self.channels).mean(axis=1)
+            else:
+                self._done = True
+                mono = np.zeros(0)
+            if self._stream is not None:
+                mono = self._stream.resample_chunk(mono, last=self._done)
+            # The resampler may hold back a whole block while it fills up: read on.
+            if len(mono):
+                return _to_s16le(mono)
         return b""
-    samples = _decode(frames[: nframes * nchannels * sampwidth], sampwidth)
-    mono = samples.reshape(nframes, nchannels).mean(axis=1)
-    if rate_hz != RATE_HZ:
-        mono = soxr.resample(mono, rate_hz, RATE_HZ, quality="HQ")
-    return _to_s16le(mono)
+
+    def close(self) -> None:
+        """Close the file. Idempotent."""
+        f, self._file = self._file, None
+        if f is not None:
+            self._wave.close()
+            f.close()
+
+    def __enter__(self) -> WavReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 _FORMAT_NAMES = {3: "32/64-bit float", 6: "A-law", 7: "mu-law", 0xFFFE: "extensible"}
@@ -88,20 +185,29 @@ def _explain(exc: Exception) -> str:
     return text
 
 
-def _read_frames(f: BinaryIO) -> tuple[int, int, int, bytes]:
-    """Parse the header and read every frame.
+def _open_wave(path: Path, f: BinaryIO) -> tuple[wave.Wave_read, int]:
+    """Parse and check the header of the WAV file open as ``f``.
 
     Returns:
-        The channel count, the sample width in bytes, the rate in hertz and
-        the frames as read (whole frames or not).
+        The reader, positioned at the first frame, and the bytes the file
+        holds from there on (its declared data size may be larger).
+
+    Raises:
+        AudioFileError: the header is unusable; the message says why.
     """
-    with wave.open(f, "rb") as reader:
-        nchannels = reader.getnchannels()
-        sampwidth = reader.getsampwidth()
-        rate_hz = reader.getframerate()
-        # A file cut short declares more frames than it holds: read what is there.
-        frames = reader.readframes(reader.getnframes())
-    return nchannels, sampwidth, rate_hz, frames
+    try:
+        reader = wave.Wave_read(f)
+        held_bytes = os.fstat(f.fileno()).st_size - f.tell()
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except (wave.Error, EOFError, struct.error) as exc:
+        raise AudioFileError(f"{path}: not a usable PCM WAV file: {_explain(exc)}") from exc
+    sample_width = reader.getsampwidth()
+    if sample_width not in _FULL_SCALE:
+        raise AudioFileError(f"{path}: unsupported sample width of {sample_width * 8} bits")
+    if reader.getframerate() <= 0:
+        raise AudioFileError(f"{path}: invalid sample rate {reader.getframerate()} Hz")
+    return reader, held_bytes
 
 
 def _decode(frames: bytes, sampwidth: int) -> npt.NDArray[np.float64]:
