@@ -8,11 +8,12 @@ response is ever active (R3): a press during a reply stops playback, cancels
 the response and truncates the reply at the milliseconds actually played.
 A turn shorter than ``min_turn_ms`` is dropped with a cue (R4).
 
-The machine owns the current :class:`~appliance.realtime.session.Session`
-and, while a rotation is under way (R8), the spare that will replace it
-before the current one expires: the spare is switched to only once it is
-ready and no turn is in progress (make before break). Every new session is
-re-seeded with the conversation so far before it takes a turn (R9).
+The machine takes its sessions from :class:`~appliance.sessions.Sessions`:
+the current :class:`~appliance.realtime.session.Session` and, while a
+rotation is under way (R8), the spare that will replace it before the
+current one expires. The spare is switched to only once it is ready and no
+turn is in progress (make before break). Every new session is re-seeded with
+the conversation so far before it takes a turn (R9).
 
 Inputs are method calls with a timestamp ``now`` (seconds, any monotonic
 clock); outputs are the client events to send (:meth:`TurnMachine.outgoing`)
@@ -31,13 +32,10 @@ from appliance.effects import (
     DropSession,
     Effect,
     Mark,
-    OpenSpare,
     Outcome,
     PlayAudio,
     PlayCue,
-    Promote,
     ReplyTag,
-    SessionLost,
     SessionReady,
     StopPlayback,
     TurnDone,
@@ -47,6 +45,7 @@ from appliance.memory import Memory
 from appliance.realtime import events
 from appliance.realtime.events import ClientEvent
 from appliance.realtime.session import MIN_COMMIT_BYTES, Session
+from appliance.sessions import Sessions
 from appliance.turnrecord import Turn
 
 logger = logging.getLogger(__name__)
@@ -56,9 +55,6 @@ RESEND_CHUNK_BYTES = 48_000
 
 MAX_ATTEMPTS = 2
 """A committed turn whose session died before any reply is sent once more."""
-
-SPARE_RETRY_S = 10.0
-"""After a spare session failed, the next rotation attempt waits this long (seconds)."""
 
 
 class TurnState(enum.Enum):
@@ -116,23 +112,21 @@ class TurnMachine:
         self._max_turn_s = max_turn_s
         self._hold_s = hold_s
         self._response_timeout_s = response_timeout_s
-        self._rotate_before_expiry_s = rotate_before_expiry_s
         self._memory = Memory(turns=context_turns)
         self._echo_tail_s = None if echo_tail_ms is None else echo_tail_ms / 1000
         self._speaker_busy_until = float("-inf")
         self._state = TurnState.IDLE
         self._turn: Turn | None = None
         self._turns = 0
-        self._session: Session | None = None
-        self._spare: Session | None = None
-        self._spare_requested = False
-        self._rotate_at: float | None = None
-        self._wall_offset_s: dict[str, float] = {}
-        self._announced: set[str] = set()
         self._outage_noticed = False
         self._ever_ready = False
+        # Never rebound: the sessions emit into it too, so all effects keep one order.
         self._effects: list[Effect] = []
-        self._last_server_event_at = 0.0
+        self._sessions = Sessions(
+            self._memory,
+            rotate_before_expiry_s=rotate_before_expiry_s,
+            emit=self._effects.append,
+        )
         self.malformed_events = 0
         """Server events that could not be parsed (each one cost a session)."""
 
@@ -147,12 +141,12 @@ class TurnMachine:
     @property
     def session(self) -> Session | None:
         """The session of the current connection, if there is one."""
-        return self._session
+        return self._sessions.current
 
     @property
     def spare(self) -> Session | None:
         """The session being prepared to replace the current one, if any."""
-        return self._spare
+        return self._sessions.spare
 
     @property
     def idle(self) -> bool:
@@ -167,16 +161,12 @@ class TurnMachine:
 
     def outgoing(self) -> list[tuple[str, ClientEvent]]:
         """Take the client events to send, each with the name of its session, in order."""
-        return [
-            (session.name, event)
-            for session in (self._session, self._spare)
-            if session is not None
-            for event in session.outgoing()
-        ]
+        return self._sessions.outgoing()
 
     def effects(self) -> list[Effect]:
         """Take the effects to perform, in order."""
-        queued, self._effects = self._effects, []
+        queued = self._effects.copy()
+        self._effects.clear()
         return queued
 
     def deadline(self) -> float | None:
@@ -190,26 +180,21 @@ class TurnMachine:
                 candidates.append(turn.waiting_since + self._hold_s)
             if self._awaiting_response(turn):
                 candidates.append(self._response_deadline(turn))
-        elif self._ready:  # idle: time to rotate, or to switch to a ready spare?
-            if self._spare is not None and self._spare.ready:
-                candidates.append(self._last_server_event_at)  # now
-            elif self._rotate_at is not None and not self._spare_requested:
-                candidates.append(self._rotate_at)
+        else:  # idle: time to rotate, or to switch to a ready spare?
+            rotation = self._sessions.rotation_deadline()
+            if rotation is not None:
+                candidates.append(rotation)
         return min(candidates, default=None)
 
     def _response_deadline(self, turn: Turn) -> float:
         """A requested response must show a server event by then (R7)."""
         assert turn.committed_at is not None
-        quiet_since = max(self._last_server_event_at, turn.committed_at)
+        quiet_since = max(self._sessions.last_event_at, turn.committed_at)
         return quiet_since + self._response_timeout_s
 
     def _awaiting_response(self, turn: Turn) -> bool:
         requested = turn.response_requested or turn.create_pending
-        return requested and not turn.response_done and self._ready
-
-    @property
-    def _ready(self) -> bool:
-        return self._session is not None and self._session.ready
+        return requested and not turn.response_done and self._sessions.ready
 
     # ------------------------------------------------------------------
     # Connections
@@ -225,35 +210,25 @@ class TurnMachine:
             wall_s: Unix time at ``now``, to place the session's ``expires_at``.
             spare: the connection was opened for a rotation (:class:`OpenSpare`).
         """
-        self._wall_offset_s[session.name] = wall_s - now
-        if spare:
-            if self._spare_requested and self._spare is None and self._session is not None:
-                self._spare = session
-            else:
-                self._effects.append(DropSession(session.name, "no longer needed"))
-            return
-        if self._session is not None:
+        if not spare and self._sessions.current is not None:
             self._lose_session("replaced by a new connection", now)
-        self._session = session
-        self._last_server_event_at = now
+        self._sessions.connected(session, now, wall_s=wall_s, spare=spare)
 
     def disconnected(self, session: Session, reason: str, now: float) -> None:
         """The connection of ``session`` closed."""
-        if session is self._session:
+        if session is self._sessions.current:
             self._lose_session(reason, now)
-        elif session is self._spare:
-            self._lose_spare(reason, now)
-        self._wall_offset_s.pop(session.name, None)
-        self._announced.discard(session.name)
+        elif session is self._sessions.spare:
+            self._sessions.lose_spare(reason, now)
+        self._sessions.forget(session)
 
     def receive(self, session: Session, data: str | bytes, now: float) -> None:
         """One message from the server on the connection of ``session``."""
-        if session is not self._session and session is not self._spare:
+        sessions = self._sessions
+        if not sessions.holds(session):
             return  # a retired session's last words
-        if session is self._session:
-            self._last_server_event_at = now
         try:
-            received = session.receive(data)
+            received = sessions.receive(session, data, now)
         except RemoteProtocolError as exc:
             self.malformed_events += 1
             self._drop(session, f"malformed server event: {exc}", now)
@@ -261,12 +236,9 @@ class TurnMachine:
         except SessionFailed as exc:
             self._drop(session, str(exc), now)
             return
-        if session.ready and session.name not in self._announced:
-            self._announced.add(session.name)
-            self._seed(session)
-            if session is self._session:
-                self._on_ready(session, now)
-        if session is self._session:
+        if sessions.announce(session) and session is sessions.current:
+            self._on_ready(session, now)
+        if session is sessions.current:
             for event in received:
                 self._on_event(event, now)
         # A spare acts on nothing but its handshake until it takes over.
@@ -275,22 +247,8 @@ class TurnMachine:
         self._effects.append(DropSession(session.name, reason))
         self.disconnected(session, reason, now)
 
-    def _lose_spare(self, reason: str, now: float) -> None:
-        logger.warning("the next session failed before it took over: %s", reason)
-        self._spare = None
-        self._spare_requested = False
-        if self._rotate_at is not None:
-            self._rotate_at = now + SPARE_RETRY_S
-
     def _lose_session(self, reason: str, now: float) -> None:
-        session = self._session
-        assert session is not None
-        self._session = None
-        self._rotate_at = None
-        self._effects.append(SessionLost(session.session_id, reason))
-        if self._spare is not None:
-            self._effects.append(DropSession(self._spare.name, "the current session was lost"))
-        self._spare, self._spare_requested = None, False
+        self._sessions.lose_current(reason)
         turn = self._turn
         if turn is None:
             return
@@ -314,15 +272,9 @@ class TurnMachine:
         if turn.waiting_since is None:
             turn.waiting_since = now  # the hold bound counts from the first loss
 
-    def _seed(self, session: Session) -> None:
-        """Tell a new session the conversation so far (R9), before it takes a turn."""
-        for role, text in self._memory.messages():
-            session.add_message(role, text)
-
     def _on_ready(self, session: Session, now: float) -> None:
         self._effects.append(SessionReady(session.session_id or "?"))
         self._ever_ready = True
-        self._schedule_rotation(session, now)
         if self._outage_noticed:
             # Only after an outage the person ran into, never at random times.
             self._outage_noticed = False
@@ -337,29 +289,6 @@ class TurnMachine:
         self._send_held_audio(session, turn)
         if self._state is TurnState.THINKING:
             self._submit(session, turn, now)
-
-    def _schedule_rotation(self, session: Session, now: float) -> None:
-        expires_at = session.expires_at
-        offset = self._wall_offset_s.get(session.name)
-        if expires_at is None or offset is None:
-            self._rotate_at = None
-            return
-        self._rotate_at = expires_at - offset - self._rotate_before_expiry_s
-
-    def _rotate(self, now: float) -> None:
-        """Idle and ready: switch to the spare, or ask for one when it is time."""
-        spare = self._spare
-        if spare is not None and spare.ready:
-            old = self._session
-            self._session, self._spare, self._spare_requested = spare, None, False
-            self._last_server_event_at = now
-            old_id = None if old is None else old.session_id
-            logger.info("session %s takes over from %s", spare.session_id, old_id)
-            self._effects.append(Promote(spare.name, spare.session_id or "?", old_id))
-            self._on_ready(spare, now)
-        elif self._rotate_at is not None and now >= self._rotate_at and not self._spare_requested:
-            self._spare_requested = True
-            self._effects.append(OpenSpare())
 
     # ------------------------------------------------------------------
     # The person
@@ -376,7 +305,7 @@ class TurnMachine:
         self._turn = turn
         self._set_state(TurnState.LISTENING)
         self._effects += [PlayCue("listening"), Mark("pressed", turn.number, now)]
-        session = self._session
+        session = self._sessions.current
         if session is not None and session.ready:
             if session.uncommitted_bytes:
                 session.clear()
@@ -392,16 +321,17 @@ class TurnMachine:
             return
         turn.released_at = now
         self._effects.append(Mark("released", turn.number, now))
+        session = self._sessions.current if self._sessions.ready else None
         if len(turn.audio) < self._min_turn_bytes:
-            if self._ready and self._session is not None and self._session.uncommitted_bytes:
-                self._session.clear()
+            if session is not None and session.uncommitted_bytes:
+                session.clear()
             self._effects.append(PlayCue("too_short"))
             self._finish(turn, "too_short", now)
             return
         self._set_state(TurnState.THINKING)
         self._effects.append(PlayCue("done_listening"))
-        if self._session is not None and self._session.ready:
-            self._submit(self._session, turn, now)
+        if session is not None:
+            self._submit(session, turn, now)
 
     def audio(self, chunk: bytes, now: float) -> None:
         """One captured chunk of 24 kHz mono s16le audio.
@@ -419,7 +349,7 @@ class TurnMachine:
             chunk = bytes(len(chunk))
         turn.audio += chunk
         turn.audio_bytes += len(chunk)
-        session = self._session
+        session = self._sessions.current
         if session is not None and session.ready:
             session.append(chunk)
             turn.sent += len(chunk)
@@ -429,8 +359,8 @@ class TurnMachine:
         if self._echo_tail_s is not None:
             self._speaker_busy_until = now + self._echo_tail_s
         turn = self._turn
-        if turn is None or tag != ReplyTag(turn.number):
-            return
+        if turn is None or tag != ReplyTag(turn.number) or self._state is not TurnState.SPEAKING:
+            return  # a report late for a reply that was stopped and is asked for again
         if turn.first_play_at is None:
             turn.first_play_at = now
             turn.audio = bytearray()  # the reply is being heard: the turn is done with
@@ -441,8 +371,9 @@ class TurnMachine:
         """Time passed; act on any deadline that has come."""
         turn = self._turn
         if turn is None:
-            if self._session is not None and self._session.ready:
-                self._rotate(now)
+            promoted = self._sessions.rotate(now)  # idle: rotate when it is time (R8)
+            if promoted is not None:
+                self._on_ready(promoted, now)
             return
         if self._state is TurnState.LISTENING and now >= turn.pressed_at + self._max_turn_s:
             logger.warning(
@@ -454,12 +385,12 @@ class TurnMachine:
         if turn.waiting_since is not None and now >= turn.waiting_since + self._hold_s:
             self._fail(f"no upstream session for {self._hold_s:.0f} s", now)
         elif (
-            self._session is not None
+            (session := self._sessions.current) is not None
             and self._awaiting_response(turn)
             and now >= self._response_deadline(turn)
         ):
             reason = f"no server event for {self._response_timeout_s:.0f} s during a response"
-            self._drop(self._session, reason, now)
+            self._drop(session, reason, now)
 
     # ------------------------------------------------------------------
     # Internals
@@ -490,7 +421,7 @@ class TurnMachine:
         assert turn is not None
         if self._state is TurnState.SPEAKING:
             self._effects.append(StopPlayback())
-        session = self._session
+        session = self._sessions.current
         if session is not None and session.ready:
             if turn.response_requested and not turn.response_done and session.response_active:
                 session.cancel_response()
@@ -503,7 +434,7 @@ class TurnMachine:
         self._finish(turn, "interrupted", now)
 
     def _on_event(self, event: events.ServerEvent, now: float) -> None:
-        session = self._session
+        session = self._sessions.current
         turn = self._turn
         if isinstance(event, events.ResponseDone) and session is not None:
             self._after_response_done(session, event, now)

@@ -16,6 +16,7 @@ CORE = {
     "appliance.turn",
     "appliance.turnrecord",
     "appliance.memory",
+    "appliance.sessions",
     "appliance.realtime",
     "appliance.realtime.events",
     "appliance.realtime.session",

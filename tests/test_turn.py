@@ -302,6 +302,27 @@ def test_session_lost_before_any_reply_was_heard_asks_again() -> None:
     assert h.done()[0].metrics.outcome == "replied"
 
 
+def test_a_played_report_late_for_a_reply_already_stopped_loses_nothing() -> None:
+    """The speaker played a little of the reply, but the report came after the loss."""
+    h = Harness()
+    h.connect()
+    h.press()
+    h.speak(10)
+    h.release()
+    h.reply()
+    h.lose()  # nothing reported played yet: asked again, as if it never came
+    h.played(ReplyTag(1), 240)  # played just before the stop, reported just after it
+    before = len(h.sent)
+    h.connect()
+    resent = b"".join(
+        base64.b64decode(m["audio"])
+        for m in h.sent[before:]
+        if m["type"] == "input_audio_buffer.append"
+    )
+    assert resent == CHUNK * 10
+    assert h.types()[-2:] == ["input_audio_buffer.commit", "response.create"]
+
+
 def test_session_lost_after_all_reply_audio_arrived_keeps_playing() -> None:
     h = Harness()
     h.connect()
@@ -728,7 +749,8 @@ def test_nothing_is_kept_about_sessions_that_are_gone() -> None:
     for _ in range(50):
         h.connect()
         h.lose()
-    assert h.machine._announced == set() and h.machine._wall_offset_s == {}
+    sessions = h.machine._sessions
+    assert sessions.announced == set() and sessions.wall_offsets_s == {}
 
 
 def test_half_duplex_judges_audio_by_when_it_was_heard_not_when_it_came() -> None:
