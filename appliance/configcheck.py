@@ -65,7 +65,9 @@ def check_upstream(upstream: UpstreamConfig) -> list[Problem]:
             problems.append(Problem("upstream.url", f"expected a ws:// or wss:// URL, got {shown}"))
         elif not parts.hostname:
             problems.append(Problem("upstream.url", f"no host in {shown}"))
-        elif parts.scheme == "ws" and not upstream.allow_insecure and not _loopback(parts.hostname):
+        elif (
+            parts.scheme == "ws" and not upstream.allow_insecure and not is_loopback(parts.hostname)
+        ):
             detail = (
                 f"ws:// (no TLS) is only allowed to a loopback host unless "
                 f"upstream.allow_insecure = true; use wss://, got {shown}"
@@ -82,7 +84,10 @@ def check_upstream(upstream: UpstreamConfig) -> list[Problem]:
     return problems
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.1``, ``::1``, ...)."""
+    if host is None:
+        return False
     if host.lower() == "localhost":
         return True
     try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -13,6 +11,8 @@ from urllib.parse import urlsplit
 
 from appliance.config import CREDENTIAL_NAME, MASK, VOICES, Secret, coerce, read_key
 from appliance.config import show as _show
+from appliance.configcheck import is_loopback
+from appliance.configtext import did_you_mean
 from appliance.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/appliance/relay.toml")
@@ -128,8 +128,7 @@ def load(
                 "in a file (chmod 600) and set relay.api_key_file"
             )
         elif key not in _KEYS:
-            close = difflib.get_close_matches(key, _KEYS, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            hint = did_you_mean(key, _KEYS)
             problems.append(f"{where}: unknown key relay.{key}{hint}")
         else:
             try:
@@ -197,7 +196,7 @@ def _check(config: RelayConfig) -> list[str]:
         problems.append(f"relay.listen: expected host:port, got {_show(config.listen)}")
     else:
         tls = config.tls_cert_file is not None
-        if not tls and not config.allow_insecure and not _loopback(host):
+        if not tls and not config.allow_insecure and not is_loopback(host):
             problems.append(
                 f"relay.listen: {host} is not the loopback, and without TLS device tokens "
                 "would cross the network in clear: set relay.tls_cert_file and "
@@ -214,7 +213,7 @@ def _check(config: RelayConfig) -> list[str]:
         problems.append(
             f"relay.upstream_url: expected a ws:// or wss:// URL, got {_show(config.upstream_url)}"
         )
-    elif parts.scheme == "ws" and not _loopback(parts.hostname):
+    elif parts.scheme == "ws" and not is_loopback(parts.hostname):
         problems.append(
             "relay.upstream_url: ws:// (no TLS) would send the API key in clear; use wss://"
         )
@@ -235,12 +234,3 @@ def _check(config: RelayConfig) -> list[str]:
     if config.replace_grace_s < 0:
         problems.append(f"relay.replace_grace_s: must be 0 or more, got {config.replace_grace_s:g}")
     return problems
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import logging
 import ssl
 import weakref
@@ -16,6 +15,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from appliance import __version__
+from appliance.configcheck import is_loopback
 from appliance.logs import log_event
 from appliance.relay.activity import Activity, SessionRecord
 from appliance.relay.bridge import Bridge
@@ -64,7 +64,7 @@ class Relay:
         self._watcher: asyncio.Task[None] | None = None
         self._upstream_uri = f"{config.upstream_url}?{urlencode({'model': config.model})}"
         self._upstream_headers = {"Authorization": f"Bearer {config.api_key.reveal()}"}
-        self._upstream_loopback = _is_loopback(urlsplit(config.upstream_url).hostname)
+        self._upstream_loopback = is_loopback(urlsplit(config.upstream_url).hostname)
 
     @property
     def port(self) -> int:
@@ -279,12 +279,3 @@ def _peer(connection: ServerConnection) -> str:
         host = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
         return f"{host}:{address[1]}"
     return str(address)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
