@@ -51,6 +51,12 @@ class RelayConfig:
     """Device messages held while the upstream connects (bytes); past it, reading waits."""
     connects_per_minute: int = 20
     """Connection attempts a device may make in any 60 seconds; more get HTTP 429."""
+    bad_tokens_per_address: int = 10
+    """Connections with an unknown, revoked or missing token one IP address may make in any
+    ``bad_tokens_window_s``: the last of them blocks the address, whose every attempt then
+    gets HTTP 429, good tokens included, without a token check."""
+    bad_tokens_window_s: float = 60.0
+    """The window of ``bad_tokens_per_address``, and how long a block lasts (seconds)."""
     replace_grace_s: float = 10.0
     """A device's new connection closes its old one (4001) this long after (seconds), unless
     the device closes it first: the appliance rotates sessions by opening the next one
@@ -224,10 +230,17 @@ def _check(config: RelayConfig) -> list[str]:
             f"relay.voice: expected one of {', '.join(VOICES)} (or empty), "
             f"got {_show(config.voice)}"
         )
-    for key in ("max_message_bytes", "hold_bytes", "connects_per_minute"):
+    counts = ("max_message_bytes", "hold_bytes", "connects_per_minute", "bad_tokens_per_address")
+    for key in counts:
         if getattr(config, key) < 1:
             problems.append(f"relay.{key}: must be 1 or more, got {getattr(config, key)}")
-    timings = ("upstream_open_timeout_s", "ping_interval_s", "ping_timeout_s", "reload_interval_s")
+    timings = (
+        "upstream_open_timeout_s",
+        "ping_interval_s",
+        "ping_timeout_s",
+        "reload_interval_s",
+        "bad_tokens_window_s",
+    )
     for key in timings:
         if getattr(config, key) <= 0:
             problems.append(f"relay.{key}: must be more than 0, got {getattr(config, key):g}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import ssl
 import weakref
 from http import HTTPStatus
@@ -22,7 +23,7 @@ from appliance.relay.bridge import Bridge
 from appliance.relay.codes import REPLACED, REVOKED
 from appliance.relay.config import RelayConfig
 from appliance.relay.devices import Device, DeviceRegistry
-from appliance.relay.limits import AttemptLimiter
+from appliance.relay.limits import AttemptLimiter, FailureLimiter
 from appliance.relay.policy import Policy
 from appliance.upstream_http import http_error
 
@@ -38,6 +39,9 @@ CLOSE_TIMEOUT_S = 2.0
 
 RECORDS_KEPT = 1000
 """Session records kept in :attr:`Relay.sessions`, newest last."""
+
+ADDRESSES_TRACKED = 10_000
+"""IP addresses whose bad tokens are counted at most; the one closest to expiring makes room."""
 
 
 class Relay:
@@ -55,6 +59,11 @@ class Relay:
         """The most recent device connections, oldest first."""
         self._policy = Policy(instructions=config.instructions, voice=config.voice)
         self._limiter = AttemptLimiter(config.connects_per_minute)
+        self._bad_tokens = FailureLimiter(
+            config.bad_tokens_per_address,
+            window_s=config.bad_tokens_window_s,
+            max_keys=ADDRESSES_TRACKED,
+        )
         self._accepted: weakref.WeakKeyDictionary[ServerConnection, Device] = (
             weakref.WeakKeyDictionary()
         )
@@ -140,6 +149,14 @@ class Relay:
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a device before the upgrade (401, 404, 429), or note who it is."""
         peer = _peer(connection)
+        address = _address(connection)
+        now = asyncio.get_running_loop().time()
+        # A blocked address is refused first: no token is looked at, nothing is logged.
+        blocked_s = self._bad_tokens.blocked(address, now)
+        if blocked_s > 0:
+            return _too_many(
+                connection, "Too many bad device tokens from this address; retry later.", blocked_s
+            )
         if not urlsplit(request.path).path.rstrip("/").endswith("/realtime"):
             return http_error(connection, HTTPStatus.NOT_FOUND, "Not found.", None)
         self.registry.refresh()
@@ -149,27 +166,40 @@ class Relay:
             device = self.registry.identify(token.strip())
         if device is None:
             _refused(None, peer, "unknown or missing device token", HTTPStatus.UNAUTHORIZED)
+            if self._bad_tokens.failed(address, now):
+                self._blocked(address)
             return http_error(
                 connection,
                 HTTPStatus.UNAUTHORIZED,
                 "Incorrect API key provided.",
                 "invalid_api_key",
             )
-        wait_s = self._limiter.attempt(device.name, asyncio.get_running_loop().time())
+        wait_s = self._limiter.attempt(device.name, now)
         if wait_s > 0:
             _refused(
                 device.name, peer, "too many connection attempts", HTTPStatus.TOO_MANY_REQUESTS
             )
-            response = http_error(
-                connection,
-                HTTPStatus.TOO_MANY_REQUESTS,
-                "Too many connection attempts from this device; retry later.",
-                "rate_limit_exceeded",
+            return _too_many(
+                connection, "Too many connection attempts from this device; retry later.", wait_s
             )
-            response.headers["Retry-After"] = str(max(1, round(wait_s)))
-            return response
         self._accepted[connection] = device
         return None
+
+    def _blocked(self, address: str) -> None:
+        """The journal's one line for a block of ``address``."""
+        config = self.config
+        log_event(
+            logger,
+            logging.WARNING,
+            "relay.blocked",
+            "blocked %s for %g s after %d bad device tokens: its connections get HTTP 429",
+            address,
+            config.bad_tokens_window_s,
+            config.bad_tokens_per_address,
+            address=address,
+            bad_tokens=config.bad_tokens_per_address,
+            block_ms=round(config.bad_tokens_window_s * 1000),
+        )
 
     async def _handle(self, ws: ServerConnection) -> None:
         """Bridge one accepted device connection to its own upstream session."""
@@ -264,6 +294,13 @@ def _refused(device: str | None, peer: str, reason: str, status: HTTPStatus) -> 
     )
 
 
+def _too_many(connection: ServerConnection, message: str, wait_s: float) -> Response:
+    """HTTP 429 with ``Retry-After`` (``wait_s`` rounded up to whole seconds)."""
+    response = http_error(connection, HTTPStatus.TOO_MANY_REQUESTS, message, "rate_limit_exceeded")
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+    return response
+
+
 def _tls_context(config: RelayConfig) -> ssl.SSLContext | None:
     if config.tls_cert_file is None:
         return None
@@ -271,6 +308,14 @@ def _tls_context(config: RelayConfig) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
     return context
+
+
+def _address(connection: ServerConnection) -> str:
+    """The IP address ``connection`` comes from, without the port."""
+    address = connection.remote_address
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address)
 
 
 def _peer(connection: ServerConnection) -> str:
