@@ -134,8 +134,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._clock = loop.time
         try:
-            await self._open("microphone", partial(self._microphone.open, self._post_audio))
-            await self._open("speaker", partial(self._speaker.open, self._post_played))
+            # A missing device is waited for; both together for at most lost_exit_s.
+            give_up_at = loop.time() + self._config.audio.lost_exit_s
+            await self._open(
+                "microphone", partial(self._microphone.open, self._post_audio), give_up_at
+            )
+            await self._open("speaker", partial(self._speaker.open, self._post_played), give_up_at)
             await self._button.open(self._post_button)
             self.ready_at = loop.time()
             logger.info("ready: devices open, connecting to the upstream")
@@ -160,12 +164,14 @@ class Daemon:
             logger.info("stopped")
         return 0
 
-    async def _open(self, what: str, open_it: Callable[[], Awaitable[None]]) -> None:
-        """Open an audio device; one that is missing is waited for, up to ``lost_exit_s``."""
+    async def _open(
+        self, what: str, open_it: Callable[[], Awaitable[None]], give_up_at: float
+    ) -> None:
+        """Open an audio device; one that is missing is waited for until ``give_up_at``."""
         await open_patiently(
             what,
             open_it,
-            give_up_after_s=self._config.audio.lost_exit_s,
+            give_up_at=give_up_at,
             # Each try is news to systemd, whose start timeout it pushes away.
             waiting=lambda why: self._show(Status(Phase.ERROR, why), again=True),
         )
@@ -174,6 +180,8 @@ class Daemon:
     # Inputs: each becomes a call on the inbox, run by _serve in order.
 
     def _post_audio(self, pcm: bytes) -> None:
+        if self.ready_at is None:
+            return  # the speaker is still being opened: nothing is served yet, nor kept
         self.health.audio_at = self._clock()
         # Whether this is the speaker's echo depends on what it has played: bring that
         # count up to date first (its reports go into the inbox ahead of the audio).
@@ -254,7 +262,7 @@ class Daemon:
                         timer.cancel()
                     timer = None
                     if deadline is not None:
-                        timer = loop.call_at(deadline, self._inbox.put_nowait, self._tick)
+                        timer = loop.call_at(deadline, self._post_tick)
                     armed_for = deadline
                 call = await self._inbox.get()
                 if call == self._tick:
@@ -271,6 +279,11 @@ class Daemon:
         deadlines = [self._machine.deadline(), self._error[1] if self._error else None]
         deadlines.append(self._silence_deadline(self._clock()))
         return min((d for d in deadlines if d is not None), default=None)
+
+    def _post_tick(self) -> None:
+        # A deadline may end a turn (max_turn_s): what was captured before it goes first.
+        self._microphone.deliver_now()
+        self._inbox.put_nowait(self._tick)
 
     def _tick(self, now: float) -> None:
         self._machine.tick(now)

@@ -28,7 +28,7 @@ async def open_patiently(
     what: str,
     open_it: Callable[[], Awaitable[None]],
     *,
-    give_up_after_s: float,
+    give_up_at: float,
     waiting: Callable[[str], None],
 ) -> None:
     """Call ``open_it`` until it succeeds, waiting 0.5 s doubling to 10 s between tries.
@@ -36,15 +36,15 @@ async def open_patiently(
     Args:
         what: The device in words, for the log and ``waiting``: "microphone".
         open_it: Opens the device; raises :class:`AudioDeviceError` when it cannot.
-        give_up_after_s: Seconds after which a device still missing is an error.
+        give_up_at: When (the event loop's clock) a device still missing is an error.
         waiting: Told, in plain words, why the device is being waited for
             (before each wait).
 
     Raises:
-        AudioDeviceError: the device was still missing after ``give_up_after_s``.
+        AudioDeviceError: the device was still missing at ``give_up_at``.
     """
     loop = asyncio.get_running_loop()
-    give_up_at = loop.time() + give_up_after_s
+    started = loop.time()
     delay_s = RETRY_BASE_S
     tries = 0
     while True:
@@ -52,14 +52,16 @@ async def open_patiently(
             await open_it()
         except AudioDeviceError as exc:
             tries += 1
-            if loop.time() + delay_s > give_up_at:
+            left_s = give_up_at - loop.time()
+            if left_s <= 0:
                 logger.critical(
-                    "the %s is still missing after %g s: giving up", what, give_up_after_s
+                    "the %s is still missing after %.0f s: giving up", what, loop.time() - started
                 )
                 raise
-            logger.error("%s; trying again in %g s", exc, delay_s)
+            wait_s = min(delay_s, left_s)
+            logger.error("%s; trying again in %g s", exc, round(wait_s, 1))
             waiting(f"waiting for the {what}: {exc}")
-            await asyncio.sleep(delay_s)
+            await asyncio.sleep(wait_s)
             delay_s = min(delay_s * 2, RETRY_MAX_S)
             continue
         if tries:

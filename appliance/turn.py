@@ -114,6 +114,7 @@ class TurnMachine:
         self._response_timeout_s = response_timeout_s
         self._memory = Memory(turns=context_turns)
         self._echo_tail_s = None if echo_tail_ms is None else echo_tail_ms / 1000
+        self._speaker_busy_from = float("-inf")
         self._speaker_busy_until = float("-inf")
         self._state = TurnState.IDLE
         self._turn: Turn | None = None
@@ -337,14 +338,17 @@ class TurnMachine:
         """One captured chunk of 24 kHz mono s16le audio.
 
         The chunk's place in the turn says when it was heard: the turn's audio
-        starts at the press and runs on without gaps, whenever the microphone
-        gets round to delivering it (a device microphone delivers in batches).
+        starts at the press and runs on without gaps (unless a late loop made
+        the microphone drop some), whenever the microphone gets round to
+        delivering it (a device microphone delivers in batches). The
+        half-duplex gate silences what was heard from when the speaker
+        started to ``echo_tail_ms`` after it last played.
         """
         turn = self._turn
         if self._state is not TurnState.LISTENING or turn is None:
             return
         heard_until = turn.pressed_at + pcm.bytes_to_s(turn.audio_bytes + len(chunk))
-        if heard_until < self._speaker_busy_until:
+        if self._speaker_busy_from < heard_until < self._speaker_busy_until:
             # Half-duplex: what the microphone heard then was the speaker, not the person.
             chunk = bytes(len(chunk))
         turn.audio += chunk
@@ -357,6 +361,8 @@ class TurnMachine:
     def played(self, tag: Hashable, samples: int, now: float) -> None:
         """The speaker played ``samples`` more samples of the segment tagged ``tag``."""
         if self._echo_tail_s is not None:
+            if now > self._speaker_busy_until:  # it was quiet: it started this long ago
+                self._speaker_busy_from = now - pcm.samples_to_s(samples)
             self._speaker_busy_until = now + self._echo_tail_s
         turn = self._turn
         if turn is None or tag != ReplyTag(turn.number) or self._state is not TurnState.SPEAKING:

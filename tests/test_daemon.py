@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes import FakeButton, FakeMicrophone, FakeSpeaker, RecordingCompanion
 from schema import schema_observer
 
@@ -265,8 +266,11 @@ def test_status_shows_offline_with_the_reason_and_then_the_error(tmp_path: Path)
     assert errors and "no upstream session" in errors[0].detail
 
 
-def test_audio_a_microphone_still_holds_at_the_release_is_in_the_turn(tmp_path: Path) -> None:
-    """A device microphone delivers in batches; the release must not cut the last one off."""
+@pytest.mark.parametrize("ended_by", ["release", "max_turn_s"])
+def test_audio_a_microphone_still_holds_when_the_turn_ends_is_in_the_turn(
+    tmp_path: Path, ended_by: str
+) -> None:
+    """A device microphone delivers in batches; the turn's end must not cut the last one off."""
     microphone, button = FakeMicrophone(batching=True), FakeButton()
     observer, violations = schema_observer()
     key_file = tmp_path / "key"
@@ -278,7 +282,11 @@ def test_audio_a_microphone_still_holds_at_the_release_is_in_the_turn(tmp_path: 
             config = config_module.load(
                 None,
                 env={},
-                overrides={"upstream.url": emulator.url, "upstream.api_key_file": key_file},
+                overrides={
+                    "upstream.url": emulator.url,
+                    "upstream.api_key_file": key_file,
+                    "audio.max_turn_s": 0.5,
+                },
             )
             daemon = Daemon(
                 config,
@@ -292,7 +300,8 @@ def test_audio_a_microphone_still_holds_at_the_release_is_in_the_turn(tmp_path: 
                 await emulator.wait_for(lambda: daemon.status.phase is Phase.READY, timeout_s=5)
                 button.press()
                 microphone.push_periods(10, value=7)  # held: no batch was due yet
-                button.release()
+                if ended_by == "release":
+                    button.release()  # else the stuck-button guard ends it, 0.5 s in
                 await emulator.wait_for(
                     lambda: any(
                         m["type"] == "input_audio_buffer.commit"

@@ -764,3 +764,16 @@ def test_half_duplex_judges_audio_by_when_it_was_heard_not_when_it_came() -> Non
         h.machine.audio(CHUNK, h.now)
     h.drain()
     assert h.appended() == bytes(len(CHUNK) * 5) + CHUNK * 5
+
+
+def test_half_duplex_keeps_what_was_heard_before_a_cue_that_came_mid_batch() -> None:
+    """A cue starts mid-turn; the batch it came in also holds the person, before it."""
+    h = Harness(echo_tail_ms=110)
+    h.connect()
+    h.at(0.8).press()
+    h.now = 1.0
+    h.played(("cue", "reconnected"), 1200)  # 50 ms played by now: it started at 0.95 s
+    for _ in range(10):  # heard from 0.80 to 1.00 s, delivered together after the report
+        h.machine.audio(CHUNK, h.now)
+    h.drain()
+    assert h.appended() == CHUNK * 7 + bytes(len(CHUNK) * 3)

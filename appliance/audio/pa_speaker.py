@@ -24,6 +24,9 @@ Each wake of the loop costs CPU. The daemon asks for reports whenever it needs
 them up to date (:meth:`PyAudioSpeaker.report_played`, with each batch of
 captured audio and on a press), so this is only the pace when nobody asks."""
 
+PIECE_BYTES = pcm.ms_to_bytes(100)
+"""Audio resampled per hold of the lock that the device's callback also takes."""
+
 REOPEN_BASE_S = 0.5
 """First wait before reopening a failed device (seconds); it doubles up to ``REOPEN_MAX_S``."""
 
@@ -115,10 +118,14 @@ class PyAudioSpeaker:
 
     def play(self, pcm: bytes, tag: Hashable) -> None:
         """Queue ``pcm`` (24 kHz mono s16le) after everything already queued. Never blocks."""
-        with self._lock:
-            if self._playout is None:
-                raise RuntimeError("speaker is not open")
-            self._playout.add(pcm, tag)
+        if self._playout is None:
+            raise RuntimeError("speaker is not open")
+        # Resampled under the lock the device's callback needs too: a piece at a time, so
+        # that a long delta never keeps the callback waiting for more than a moment.
+        view = memoryview(pcm)
+        for start in range(0, len(pcm), PIECE_BYTES):
+            with self._lock:
+                self._playout.add(bytes(view[start : start + PIECE_BYTES]), tag)
         if pcm:
             self._idle.clear()
 
@@ -267,7 +274,11 @@ class PyAudioSpeaker:
             else:  # a reopened device: it plays what the old one had not taken
                 self._playout.change_device(rate, channels=channels)
         self._deliver()
-        await portaudio.call(self._stream.start_stream)
+        try:
+            await portaudio.call(self._stream.start_stream)
+        except OSError as exc:  # PyAudio's own error, not yet ours
+            await self._stop_stream()
+            raise AudioDeviceError(f"cannot start the speaker {self.device!r}: {exc}") from exc
         logger.info("%s", line)
 
     async def _stop_stream(self) -> None:

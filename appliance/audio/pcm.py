@@ -33,6 +33,11 @@ def bytes_to_ms(nbytes: int) -> int:
     return samples_to_ms(nbytes // SAMPLE_BYTES)
 
 
+def samples_to_s(samples: int) -> float:
+    """Seconds of audio in ``samples`` samples."""
+    return samples / RATE_HZ
+
+
 def bytes_to_s(nbytes: int) -> float:
     """Seconds of audio in ``nbytes`` bytes of PCM."""
     return nbytes / (RATE_HZ * SAMPLE_BYTES)

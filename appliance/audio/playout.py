@@ -125,6 +125,7 @@ class Playout:
             mono = soxr.resample(mono, self.device_rate_hz, device_rate_hz, quality=QUALITY)
         self._base = self._position()
         self._emitted = 0
+        self._waited = self._waited * device_rate_hz // self.device_rate_hz
         self.device_rate_hz = device_rate_hz
         self.channels = channels
         self._fifo = bytearray(self._frames(mono))
