@@ -47,6 +47,7 @@ async def check_pyaudio_input(context: Context) -> Result:
     try:
         await microphone.open(periods.append)
         await asyncio.sleep(LISTEN_S)
+        microphone.deliver_now()  # the last batch too
     except ApplianceError as exc:
         return Result.failed(str(exc), fix=_BUSY_FIX)
     finally:
