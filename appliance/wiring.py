@@ -9,7 +9,8 @@ import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from appliance.audio.filedev import FileMicrophone, FileSpeaker
+from appliance.audio.filemic import FileMicrophone
+from appliance.audio.filespeaker import FileSpeaker
 from appliance.audio.ports import Microphone, Speaker
 from appliance.audioguard import AudioGuard
 from appliance.button import Button, ScriptButton
@@ -30,7 +31,8 @@ def audio_devices(config: Config) -> tuple[Microphone, Speaker]:
     """
     audio = config.audio
     if audio.backend == "file":
-        return FileMicrophone(Path(audio.input)), FileSpeaker(Path(audio.output))
+        microphone = FileMicrophone(Path(audio.input), stall_s=audio.stall_s)
+        return microphone, FileSpeaker(Path(audio.output))
     if audio.backend == "pyaudio":
         # Imported here: the file backend (demo, tests) needs no PortAudio.
         from appliance.audio.pa_microphone import PyAudioMicrophone

@@ -17,14 +17,22 @@ import pytest
 from fakes import FakeMicrophone, FakeSpeaker
 
 from appliance.audio import pcm
-from appliance.audio.filedev import FileMicrophone, FileSpeaker
+from appliance.audio.filemic import FileMicrophone
+from appliance.audio.filepace import BATCH_MS
+from appliance.audio.filespeaker import FileSpeaker
 from appliance.audio.ports import ChunkSink, Microphone, Speaker
 from appliance.audio.wav import read_wav_pcm24k, write_wav
 from appliance.errors import AudioFileError
 
 PERIOD_S = pcm.PERIOD_MS / 1000
+BATCH_PERIODS = BATCH_MS // pcm.PERIOD_MS
 EPSILON_S = 1e-6
 """Float rounding between the adapter's deadline arithmetic and the test's."""
+
+
+def deadline(start: float, n: int) -> float:
+    """When period ``n`` (0-based) of a device opened at ``start`` is complete (seconds)."""
+    return start + (n + 1) * pcm.PERIOD_MS / 1000.0
 
 
 def test_real_adapters_satisfy_protocols(tmp_path: Path) -> None:
@@ -80,26 +88,113 @@ def test_microphone_delivers_file_then_silence_on_schedule(tmp_path: Path) -> No
 
 def test_microphone_late_loop_catches_up_in_order(tmp_path: Path) -> None:
     path = tmp_path / "ramp.wav"
-    ramp = np.arange(pcm.PERIOD_SAMPLES * 8, dtype="<i2")
+    ramp = np.arange(pcm.PERIOD_SAMPLES * 40, dtype="<i2")
     write_wav(path, ramp.tobytes())
     chunks: list[bytes] = []
 
     async def scenario() -> None:
         mic = FileMicrophone(path)
         await mic.open(chunks.append)
-        # Block the event loop: 5 periods fall due while nothing runs.
+        # Block the event loop past the first wake: a batch and 5 periods fall due
+        # while nothing runs.
         await asyncio.sleep(0)
-        blocked_until = asyncio.get_running_loop().time() + 5.5 * PERIOD_S
+        blocked_until = asyncio.get_running_loop().time() + (BATCH_PERIODS + 5.5) * PERIOD_S
         while asyncio.get_running_loop().time() < blocked_until:
             pass
         for _ in range(5):  # a few loop iterations, no real time: the timer fires once
             await asyncio.sleep(0)
         caught_up = len(chunks)
         await mic.close()
-        assert caught_up >= 5
+        assert caught_up >= BATCH_PERIODS + 5
 
     asyncio.run(scenario())
     assert b"".join(chunks) == ramp.tobytes()[: len(chunks) * pcm.PERIOD_BYTES]
+
+
+def test_microphone_wakes_once_per_batch(tmp_path: Path) -> None:
+    path = tmp_path / "in.wav"
+    write_wav(path, bytes(pcm.PERIOD_BYTES * 5))
+    bursts: list[int] = []  # chunks delivered per turn of the event loop
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        mic = FileMicrophone(path)
+        in_burst = [False]
+        enough = asyncio.Event()
+
+        def end_burst() -> None:
+            in_burst[0] = False
+
+        def sink(_chunk: bytes) -> None:
+            if not in_burst[0]:
+                in_burst[0] = True
+                bursts.append(0)
+                loop.call_soon(end_burst)  # runs once this turn of the loop is over
+            bursts[-1] += 1
+            if sum(bursts) >= 3 * BATCH_PERIODS:
+                enough.set()
+
+        await mic.open(sink)
+        async with asyncio.timeout(10):  # a safety net, not a timing assertion
+            await enough.wait()
+        await mic.close()
+
+    asyncio.run(scenario())
+    # Each wake delivers a whole batch at least; a late loop merges batches, never splits them.
+    assert all(burst >= BATCH_PERIODS for burst in bursts), bursts
+
+
+def test_microphone_batches_stay_under_a_quarter_of_stall_s(tmp_path: Path) -> None:
+    """A short ``audio.stall_s`` must not take the gaps between batches for a lost device."""
+    path = tmp_path / "in.wav"
+    write_wav(path, bytes(pcm.PERIOD_BYTES * 5))
+
+    async def scenario() -> list[float | None]:
+        wakes = []
+        for stall_s in (None, 2.0, 0.2):
+            mic = FileMicrophone(path, clock=lambda: 100.0, stall_s=stall_s)
+            await mic.open(lambda _chunk: None)
+            wakes.append(mic.wakes_at)
+            await mic.close()
+        return wakes
+
+    assert asyncio.run(scenario()) == pytest.approx(
+        [deadline(100.0, BATCH_PERIODS - 1), deadline(100.0, BATCH_PERIODS - 1), deadline(100.0, 1)]
+    )
+
+
+def test_microphone_deliver_now_gives_what_is_due_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "ramp.wav"
+    ramp = np.arange(pcm.PERIOD_SAMPLES * 20, dtype="<i2")
+    write_wav(path, ramp.tobytes())
+    now = [100.0]
+    chunks: list[bytes] = []
+
+    async def scenario() -> None:
+        mic = FileMicrophone(path, clock=lambda: now[0])
+        mic.deliver_now()  # not open: nothing to do
+        await mic.open(chunks.append)
+        assert mic.wakes_at == pytest.approx(deadline(100.0, BATCH_PERIODS - 1))
+        mic.deliver_now()
+        assert chunks == []  # nothing is complete yet
+        now[0] = deadline(100.0, 2) + EPSILON_S
+        mic.deliver_now()  # synchronously, no waiting for the loop
+        assert len(chunks) == 3
+        # The next wake is a batch after what was delivered.
+        assert mic.wakes_at == pytest.approx(deadline(100.0, 3 + BATCH_PERIODS - 1))
+        mic.deliver_now()
+        assert len(chunks) == 3  # chunk 3 is not complete: never early
+        now[0] = deadline(100.0, 4) + EPSILON_S
+        mic.deliver_now()
+        assert len(chunks) == 5
+        assert mic.chunks_delivered == 5
+        await mic.close()
+        assert mic.wakes_at is None
+        mic.deliver_now()  # closed: nothing to do
+        assert len(chunks) == 5
+
+    asyncio.run(scenario())
+    assert b"".join(chunks) == ramp.tobytes()[: 5 * pcm.PERIOD_BYTES]
 
 
 def test_microphone_fake_clock_never_early(tmp_path: Path) -> None:
@@ -175,7 +270,7 @@ def test_microphone_24k_mono_is_bit_exact(tmp_path: Path, caplog: pytest.LogCapt
     path = tmp_path / "in.wav"
     write_wav(path, data)
     chunks: list[bytes] = []
-    with caplog.at_level(logging.INFO, logger="appliance.audio.filedev"):
+    with caplog.at_level(logging.INFO, logger="appliance.audio.filemic"):
         stream(path, periods_of(data, 3), chunks.append)
     assert "(1004 ms of audio, then silence)" in caplog.text
     assert all(len(chunk) == pcm.PERIOD_BYTES for chunk in chunks)
@@ -326,31 +421,199 @@ def test_speaker_writes_segments_in_order_and_reports_per_tag(tmp_path: Path) ->
     assert len(mid_run[0]) > 0 and everything.startswith(mid_run[0])
     for tag, data in segments:
         assert sum(n for t, n in reports if t == tag) == len(data) // 2
-    # Period by period: the reports of one tick add up to at most one period.
+    # In order; a wake reports each segment once, however many periods of it it played.
     tags = [str(t) for t, _ in reports]
     assert tags == sorted(tags)
-    assert ("b", 100) in reports  # "b" fits inside the second period, between "a" and "c"
-    assert reports[:3] == [("a", 480), ("a", 220), ("b", 100)]
+    assert ("b", 100) in reports
+
+
+def test_speaker_plays_period_by_period_and_reports_per_segment(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    now = [50.0]
+    reports: list[tuple[Hashable, int]] = []
+
+    def played_since(first: int) -> list[tuple[Hashable, int]]:
+        return reports[first:]
+
+    async def scenario() -> None:
+        speaker = FileSpeaker(path, clock=lambda: now[0])
+        await speaker.open(lambda tag, n: reports.append((tag, n)))
+        # Boundaries inside periods: "b" falls inside the second period.
+        speaker.play(segment(1, 700), "a")
+        speaker.play(segment(2, 100), "b")
+        speaker.play(segment(3, 1300), "c")
+        now[0] = deadline(50.0, 0) + EPSILON_S
+        speaker.report_played()
+        assert played_since(0) == [("a", 480)]
+        now[0] = deadline(50.0, 1) + EPSILON_S
+        speaker.report_played()
+        assert played_since(1) == [("a", 220), ("b", 100), ("c", 160)]
+        now[0] = deadline(50.0, 4) + EPSILON_S  # a late caller: three periods at once
+        speaker.report_played()
+        assert played_since(4) == [("c", 1140)]  # one report for the segment
+        assert read_back(path) == segment(1, 700) + segment(2, 100) + segment(3, 1300)
+        await speaker.close()
+
+    asyncio.run(scenario())
+
+
+def test_speaker_file_and_reports_keep_up_with_the_schedule(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    now = [10.0]
+    reports: list[tuple[Hashable, int]] = []
+    periods = 2 * BATCH_PERIODS + 5
+
+    def reported() -> int:
+        return sum(n for _, n in reports)
+
+    async def scenario() -> None:
+        speaker = FileSpeaker(path, clock=lambda: now[0])
+        await speaker.open(lambda tag, n: reports.append((tag, n)))
+        assert speaker.wakes_at is None  # idle: no wakes at all
+        now[0] = deadline(10.0, 2) + 0.005  # into period 3
+        speaker.play(segment(4, pcm.PERIOD_SAMPLES * periods), "x")
+        # Playback starts: its first period, the one under way, is reported as it ends.
+        assert speaker.wakes_at == pytest.approx(deadline(10.0, 3))
+        now[0] = deadline(10.0, 3) + EPSILON_S
+        speaker.report_played()
+        assert reported() == pcm.PERIOD_SAMPLES
+        for n in range(4, 3 + periods):
+            now[0] = deadline(10.0, n) + EPSILON_S
+            speaker.report_played()
+            # What the file holds is what was reported, period by period, a valid WAV.
+            assert read_back(path) == segment(4, reported())
+            assert reported() == (n - 2) * pcm.PERIOD_SAMPLES
+        assert speaker.queued_samples == 0
+        assert speaker.wakes_at is None
+        await speaker.drain(0.001)  # returns at once: everything is written
+        await speaker.close()
+
+    asyncio.run(scenario())
+
+
+async def let_it_wake(speaker: FileSpeaker, now: list[float]) -> None:
+    """Move the fake clock to when ``speaker`` wakes, and wait for its timer to fire."""
+    at = speaker.wakes_at
+    assert at is not None
+    now[0] = at
+    async with asyncio.timeout(5):  # a safety net, not a timing assertion
+        while speaker.wakes_at == at:  # noqa: ASYNC110 - the timer sets no event
+            await asyncio.sleep(0.005)
+
+
+def test_speaker_wakes_at_start_every_batch_and_when_the_queue_runs_out(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    now = [0.0]
+    reports: list[tuple[Hashable, int]] = []
+
+    async def scenario() -> None:
+        speaker = FileSpeaker(path, clock=lambda: now[0])
+        await speaker.open(lambda tag, n: reports.append((tag, n)))
+        speaker.play(segment(1, pcm.PERIOD_SAMPLES * 25), "x")
+        assert speaker.wakes_at == pytest.approx(deadline(0.0, 0))  # playback starts
+        await let_it_wake(speaker, now)
+        assert reports == [("x", pcm.PERIOD_SAMPLES)]
+        # Then a batch after each wake...
+        assert speaker.wakes_at == pytest.approx(deadline(0.0, BATCH_PERIODS))
+        await let_it_wake(speaker, now)
+        assert speaker.wakes_at == pytest.approx(deadline(0.0, 2 * BATCH_PERIODS))
+        await let_it_wake(speaker, now)
+        # ... up to when the queue runs out, exactly.
+        assert speaker.wakes_at == pytest.approx(deadline(0.0, 24))
+        # More audio puts that off, up to a batch.
+        speaker.play(segment(2, pcm.PERIOD_SAMPLES * 25), "y")
+        assert speaker.wakes_at == pytest.approx(deadline(0.0, 3 * BATCH_PERIODS))
+        # A caller who asks for reports puts the next wake a whole batch after the ask,
+        # so that a daemon asking once per batch of captured audio is never overtaken.
+        now[0] = deadline(0.0, 25) + 0.003
+        speaker.report_played()
+        assert speaker.wakes_at is not None
+        assert speaker.wakes_at >= now[0] + BATCH_MS / 1000
+        assert speaker.wakes_at == pytest.approx(deadline(0.0, 25 + BATCH_PERIODS + 1))
+        speaker.stop()
+        assert speaker.wakes_at is None  # nothing to play: no wakes
+        await speaker.close()
+
+    asyncio.run(scenario())
+    assert reports[-2:] == [("x", 4 * pcm.PERIOD_SAMPLES), ("y", pcm.PERIOD_SAMPLES)]
+    assert sum(n for _, n in reports) == 26 * pcm.PERIOD_SAMPLES
+
+
+def test_speaker_audio_queued_after_the_queue_ran_out_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    now = [0.0]
+    reports: list[tuple[Hashable, float]] = []
+
+    async def scenario() -> None:
+        speaker = FileSpeaker(path, clock=lambda: now[0])
+        await speaker.open(lambda tag, n: reports.append((tag, now[0])))
+        speaker.play(segment(1, pcm.PERIOD_SAMPLES + 10), "a")  # two periods
+        # The wake that would have played it out has not come yet (a late loop) when
+        # more audio is queued: the periods due are played from the queue as it was.
+        now[0] = deadline(0.0, 4) + 0.005
+        speaker.play(segment(2, 100), "b")
+        assert reports == [("a", now[0])]
+        assert read_back(path) == segment(1, pcm.PERIOD_SAMPLES + 10)
+        # "b" starts with the period under way, as on any idle speaker.
+        assert speaker.wakes_at == pytest.approx(deadline(0.0, 5))
+        now[0] = deadline(0.0, 5)
+        speaker.report_played()
+        assert [tag for tag, _ in reports] == ["a", "b"]
+        assert read_back(path) == segment(1, pcm.PERIOD_SAMPLES + 10) + segment(2, 100)
+        await speaker.close()
+
+    asyncio.run(scenario())
+
+
+def test_speaker_stop_and_close_report_what_was_due(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    now = [0.0]
+    reports: list[tuple[Hashable, int]] = []
+
+    async def scenario() -> None:
+        speaker = FileSpeaker(path, clock=lambda: now[0])
+        await speaker.open(lambda tag, n: reports.append((tag, n)))
+        speaker.play(segment(1, pcm.PERIOD_SAMPLES * 30), "a")
+        now[0] = deadline(0.0, 6) + 0.015  # a barge-in: period 7 is under way
+        speaker.stop()  # no wake came: stop() plays what was due first
+        assert reports == [("a", 7 * pcm.PERIOD_SAMPLES)]
+        assert read_back(path) == segment(1, 7 * pcm.PERIOD_SAMPLES)
+        assert speaker.queued_samples == 0
+        speaker.play(segment(2, pcm.PERIOD_SAMPLES * 30), "b")
+        now[0] = deadline(0.0, 9) + 0.001  # "b" started with period 7: 3 periods due
+        await speaker.close()  # what was due is written, the rest discarded
+        assert reports[1:] == [("b", 3 * pcm.PERIOD_SAMPLES)]
+
+    asyncio.run(scenario())
+    expected = segment(1, 7 * pcm.PERIOD_SAMPLES) + segment(2, 3 * pcm.PERIOD_SAMPLES)
+    assert read_back(path) == expected
 
 
 def test_speaker_paces_playback(tmp_path: Path) -> None:
     path = tmp_path / "out.wav"
-    times: list[float] = []
+    reports: list[tuple[float, int]] = []
+    periods = 3 * BATCH_PERIODS + 5
 
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
         speaker = FileSpeaker(path)
         opened = loop.time()
-        await speaker.open(lambda _tag, _n: times.append(loop.time()))
-        speaker.play(segment(5, pcm.PERIOD_SAMPLES * 4), "x")
+        await speaker.open(lambda _tag, n: reports.append((loop.time(), n)))
+        speaker.play(segment(5, pcm.PERIOD_SAMPLES * periods), "x")
         await speaker.drain(5.0)
         await speaker.close()
         return opened
 
     opened = asyncio.run(scenario())
-    assert len(times) == 4
-    for n, t in enumerate(times):
-        assert t >= opened + (n + 1) * PERIOD_S - EPSILON_S
+    # Never reported before it was played; a late loop merges wakes, never splits them.
+    played = 0
+    for at, samples in reports:
+        played += samples
+        whole_periods = -(-played // pcm.PERIOD_SAMPLES)
+        assert at >= opened + whole_periods * PERIOD_S - EPSILON_S
+    assert played == periods * pcm.PERIOD_SAMPLES
+    # The start, then a batch at a time, the last when the queue ran out.
+    assert 1 <= len(reports) <= 1 + -(-(periods - 1) // BATCH_PERIODS), reports
 
 
 def test_speaker_stop_drops_the_rest(tmp_path: Path) -> None:

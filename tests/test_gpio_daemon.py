@@ -13,7 +13,8 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from appliance import config as config_module
 from appliance.audio import pcm
-from appliance.audio.filedev import FileMicrophone, FileSpeaker
+from appliance.audio.filemic import FileMicrophone
+from appliance.audio.filespeaker import FileSpeaker
 from appliance.audio.wav import read_wav_pcm24k, write_wav
 from appliance.daemon import Daemon
 from appliance.demo import bundled_sample

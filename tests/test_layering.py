@@ -26,7 +26,8 @@ CORE = {
 """The sans-I/O core: stdlib, errors and each other only."""
 
 ADAPTERS = {
-    "appliance.audio.filedev",
+    "appliance.audio.filemic",
+    "appliance.audio.filespeaker",
     "appliance.button",
     "appliance.transport",
     "appliance.audio.pa_microphone",

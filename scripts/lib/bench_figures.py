@@ -17,7 +17,11 @@ from bench_runs import Run
 from bench_scenario import REPLY_S, Scenario, Turn
 
 OURS_PERIOD_S = 0.020
-"""The daemon's file speaker plays one period every 20 ms."""
+"""The daemon's file speaker plays one period every 20 ms (and writes them in batches)."""
+OURS_STOP_AFTER_WRITE_S = 0.0
+"""A stop writes what was played up to it: the file's last growth is the stop itself."""
+OURS_WRITES_EVERY_S = 0.200
+"""The daemon's file speaker writes what it played about every 200 ms while playing."""
 BASELINE_BLOCK_S = 0.050
 """The example's output stream calls back every 50 ms."""
 _DELAY = re.compile(r"reconnecting in ([0-9.]+) seconds")
@@ -145,20 +149,22 @@ def delta_to_speaker_baseline(run: Run) -> Figure:
     return figure
 
 
-def barge_in(run: Run, scenario: Scenario, period_s: float) -> Figure:
-    """Press during a reply to the end of the last period of that reply played (the stop).
+def barge_in(run: Run, scenario: Scenario, plays_on_s: float, writes_every_s: float) -> Figure:
+    """Press during a reply to the end of the last of that reply played (the stop).
 
     The reply was playing when the press came; the last time the output file
-    grew before the next reply is the last period handed over, which plays for
-    one more period: the speaker falls silent then.
+    grew before the next reply is the last audio handed over, which plays on
+    for ``plays_on_s`` more (one block of a player that writes ahead; nothing
+    for one that writes what it has played): the speaker falls silent then.
+    The file grows at least every ``writes_every_s`` while playing.
     """
     grown = [at for at, _ in run.growth]
     figure = Figure()
     for turn in scenario.barge_ins:
         press = _press_at(run, turn)
-        during = [t for t in grown if _release_at(run, turn) > t >= press - 1.5 * period_s]
+        during = [t for t in grown if _release_at(run, turn) > t >= press - 1.5 * writes_every_s]
         if during:  # still playing at the press
-            figure.values.append(_ms(press, max(during) + period_s))
+            figure.values.append(_ms(press, max(during) + plays_on_s))
     return figure
 
 

@@ -290,8 +290,9 @@ asyncio.run(main(float(sys.argv[1])))
 def wakeup_floor(seconds: float = 3.0) -> float:
     """CPU (% of one core) of a Python process whose asyncio loop only wakes every 20 ms.
 
-    Each of the daemon's file devices wakes that often, so this is the floor
-    under its CPU figure on this machine (virtual machines make wake-ups dear).
+    That is the floor of any design that wakes once per audio period, for scale
+    next to the daemon's figure (virtual machines make wake-ups dear); the
+    daemon's devices wake about every 200 ms instead.
     """
     result = subprocess.run(
         [sys.executable, "-c", _FLOOR, str(seconds)],

@@ -112,7 +112,9 @@ def rows(
     dropped, waited, dialled = fig.reconnects(ours)
     ready_ours, session_ours = fig.startup(ours)
     ready_base, session_base = fig.startup(baseline)
-    playing_on = fig.barge_in(baseline, scenario, fig.BASELINE_BLOCK_S)
+    playing_on = fig.barge_in(
+        baseline, scenario, fig.BASELINE_BLOCK_S, writes_every_s=fig.BASELINE_BLOCK_S
+    )
     played = playing_on.quantile(0.5)
     barge_na = (
         "the example never stops its player on a press (nor truncates): the reply played on"
@@ -161,7 +163,12 @@ def rows(
         Row(
             "barge_in_ms",
             "barge-in: press to playback stopped (ms)",
-            fig.barge_in(ours, scenario, fig.OURS_PERIOD_S),
+            fig.barge_in(
+                ours,
+                scenario,
+                fig.OURS_STOP_AFTER_WRITE_S,
+                writes_every_s=fig.OURS_WRITES_EVERY_S,
+            ),
             fig.Figure(na=barge_na),
             details=[f"press to conversation.item.truncate on the wire: ours {_p(truncate)}"],
         ),
@@ -209,8 +216,9 @@ def rows(
             ]
             + (
                 [
-                    f"floor on this machine: a Python asyncio loop that only wakes every 20 ms "
-                    f"(as each of the daemon's file devices does) uses {floor_percent:.2f} %"
+                    f"for scale: on this machine a Python asyncio loop that only wakes every "
+                    f"20 ms (once per audio period) uses {floor_percent:.2f} %; the daemon's file "
+                    f"devices wake about every 200 ms"
                 ]
                 if floor_percent is not None
                 else []
