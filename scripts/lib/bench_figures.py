@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from bench_runs import Run
 from bench_scenario import REPLY_S, Scenario, Turn
 
-OURS_PERIOD_S = 0.020
-"""The daemon's file speaker plays one period every 20 ms (and writes them in batches)."""
 OURS_STOP_AFTER_WRITE_S = 0.0
 """A stop writes what was played up to it: the file's last growth is the stop itself."""
 OURS_WRITES_EVERY_S = 0.200

@@ -34,12 +34,17 @@ class _Turn:
     release: float
     appends: list[float]
     deltas: list[float]
-    played: list[float]
-    period_s: float
+    played: list[tuple[float, float]]
+    """Spans of playback seen in the output file: (from, to)."""
     marks: list[tuple[str, float]] = field(default_factory=list)
 
 
-def _observe(run: Run, scenario: Scenario, turn: Turn, period_s: float) -> _Turn:
+def _observe(run: Run, scenario: Scenario, turn: Turn, ahead_s: float | None) -> _Turn:
+    """The turn as seen from outside; ``ahead_s``: the block a player writes ahead.
+
+    With ``ahead_s`` None the player writes what it has already played (in
+    batches): each write is the span of audio just before it.
+    """
     assert run.script_zero is not None
     press, release = run.script_zero + turn.press_s, run.script_zero + turn.release_s
     later = [t for t in scenario.turns if t.number == turn.number + 1]
@@ -54,8 +59,16 @@ def _observe(run: Run, scenario: Scenario, turn: Turn, period_s: float) -> _Turn
 
     appends = wire("client", "input_audio_buffer.append", press - 0.1, release + 0.1)
     deltas = wire("server", "response.output_audio.delta", release, until)
-    played = [at for at, _ in run.growth if release <= at < until]
-    shown = _Turn(0.0, release - press, appends, deltas, played, period_s)
+    played: list[tuple[float, float]] = []
+    first_write: float | None = None
+    previous_size = 0
+    for at, size in run.growth:
+        written_s = max(0, size - previous_size) / 2 / 24_000  # 24 kHz 16-bit mono
+        previous_size = size
+        if release <= at < until:
+            played.append((at, at + ahead_s) if ahead_s is not None else (at - written_s, at))
+            first_write = at if first_write is None else first_write
+    shown = _Turn(0.0, release - press, appends, deltas, played)
     commit = wire("client", "input_audio_buffer.commit", release - 0.002, until)
     create = wire("client", "response.create", release - 0.002, until)
     shown.marks.append(("release", release))
@@ -68,11 +81,11 @@ def _observe(run: Run, scenario: Scenario, turn: Turn, period_s: float) -> _Turn
     received = _received(run, release) if run.kind == "baseline" else None
     if received is not None:
         shown.marks.append(("1st delta received", received))
-    if played:
-        shown.marks.append(("1st sample to speaker", played[0]))
+    if first_write is not None:  # as the table's figure: the output file first growing
+        shown.marks.append(("1st sample to speaker", first_write))
     shown.appends = [at - press for at in appends]
     shown.deltas = [at - press for at in deltas]
-    shown.played = [at - press for at in played]
+    shown.played = [(start - press, end - press) for start, end in played]
     shown.marks = [(label, at - press) for label, at in shown.marks]
     return shown
 
@@ -122,7 +135,7 @@ def _ticks(canvas: Canvas, axis: _Axis, origin: float, step: float, unit: str, y
 
 
 def _whole(canvas: Canvas, turns: dict[str, _Turn], top: int) -> None:
-    ends = [max([t.release, *t.played]) + t.period_s for t in turns.values()]
+    ends = [max([t.release, *(end for _, end in t.played)]) for t in turns.values()]
     axis = _Axis(-0.2, max(ends) + 0.2)
     canvas.text(10, top, "The whole turn (seconds after the press)", INK, 2)
     lane_top = top + 28
@@ -140,8 +153,8 @@ def _whole(canvas: Canvas, turns: dict[str, _Turn], top: int) -> None:
                 for at in turn.appends if lane == 1 else turn.deltas:
                     canvas.vline(axis.x(at), y + 2, y + 14, colour)
             else:
-                for at in turn.played:
-                    canvas.rect(axis.x(at), y + 3, axis.x(at + turn.period_s) - 1, y + 13, colour)
+                for start, end in turn.played:
+                    canvas.rect(axis.x(start), y + 3, axis.x(end) - 1, y + 13, colour)
     _ticks(canvas, axis, 0.0, 0.5, "s", lane_top + 2 * 96 + 12)
 
 
@@ -178,7 +191,7 @@ def draw_turn(scenario: Scenario, ours: Run, baseline: Run, path: Path) -> int:
     """Draw a plain turn of both runs into ``path`` (PNG); returns the turn's number."""
     turn = _pick(scenario)
     turns = {
-        "ours": _observe(ours, scenario, turn, fig.OURS_PERIOD_S),
+        "ours": _observe(ours, scenario, turn, None),
         "baseline": _observe(baseline, scenario, turn, fig.BASELINE_BLOCK_S),
     }
     canvas = Canvas(WIDTH, HEIGHT)
