@@ -709,3 +709,32 @@ def test_fake_microphone_pushes_synchronously() -> None:
 
     asyncio.run(scenario())
     assert received == [segment(3, pcm.PERIOD_SAMPLES)] * 2
+
+
+def test_speaker_goes_on_when_a_report_raises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A report callback that fails once costs neither the other reports nor the playback."""
+    calls: list[tuple[Hashable, int]] = []
+
+    def report(tag: Hashable, samples: int) -> None:
+        calls.append((tag, samples))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in whoever listens")
+
+    async def scenario() -> int:
+        speaker = FileSpeaker(tmp_path / "out.wav")
+        await speaker.open(report)
+        speaker.play(segment(1, pcm.PERIOD_SAMPLES * 3), "a")
+        speaker.play(segment(2, pcm.PERIOD_SAMPLES * 3), "b")
+        async with asyncio.timeout(10):  # a safety net, not a timing assertion
+            await speaker.drain(5.0)
+        written = speaker.samples_written
+        await speaker.close()
+        return written
+
+    with caplog.at_level(logging.ERROR):
+        written = asyncio.run(scenario())
+    assert written == pcm.PERIOD_SAMPLES * 6
+    assert sum(n for _, n in calls) == written
+    assert "a played report failed" in caplog.text

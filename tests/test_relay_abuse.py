@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from appliance.errors import ConfigError
 from appliance.logs import event_of
-from appliance.relay.limits import FailureLimiter
+from appliance.relay.limits import FailureLimiter, address_key
 
 BAD_TOKENS = [f"apr_not-a-device-token-{n}" for n in range(20)]
 
@@ -86,17 +86,29 @@ def test_the_keys_tracked_are_bounded_and_old_ones_are_forgotten() -> None:
     assert len(limiter) == 1
 
 
-def test_when_full_the_key_closest_to_expiring_makes_room() -> None:
+def test_when_full_the_key_closest_to_expiring_makes_room_and_blocks_stay() -> None:
     limiter = FailureLimiter(2, window_s=60, max_keys=2)
     limiter.failed("a", 0)
     assert limiter.failed("a", 1) is True  # blocked until 61
     limiter.failed("b", 2)
-    limiter.failed("a", 3)  # not counted: "a" stays the oldest
-    limiter.failed("c", 4)  # full: "a", whose last failure is oldest, goes
-    assert len(limiter) == 2
-    assert limiter.blocked("a", 4) == 0
-    limiter.failed("b", 5)
-    assert limiter.blocked("b", 5) == pytest.approx(60)
+    limiter.failed("c", 3)
+    limiter.failed("d", 4)  # full: "b", whose last failure is oldest, goes
+    assert limiter.failed("c", 5) is True  # "c" was kept
+    assert limiter.failed("b", 6) is False  # "b" starts afresh: it was forgotten
+    # A flood of new keys, each failing once, never lifts a block.
+    for n in range(1000):
+        limiter.failed(f"flood-{n}", 7 + n / 1000)
+    assert limiter.blocked("a", 8) == pytest.approx(53)
+    assert limiter.blocked("c", 8) == pytest.approx(57)
+    assert len(limiter) == 4  # two counted, two blocked
+
+
+def test_ipv6_addresses_count_by_their_64_and_mapped_ipv4_as_ipv4() -> None:
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::7")
+    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7" == address_key("192.0.2.7")
+    assert address_key("127.0.0.1") == "127.0.0.1"
 
 
 def test_the_limits_settings_are_checked(tmp_path: Path) -> None:

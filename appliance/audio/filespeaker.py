@@ -172,19 +172,21 @@ class FileSpeaker:
         Raises:
             AudioFileError: the file could not be closed cleanly.
         """
-        self.stop()
-        alarm, self._alarm = self._alarm, None
-        if alarm is not None:
-            alarm.set(None)
-        self._report = None
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            logger.info(
-                "file speaker closed: %s (%d ms written)",
-                self.path,
-                samples_to_ms(writer.samples_written),
-            )
-            writer.close()
+        try:
+            self.stop()
+        finally:  # a report that raised must not leave the timer armed or the file open
+            alarm, self._alarm = self._alarm, None
+            if alarm is not None:
+                alarm.set(None)
+            self._report = None
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                logger.info(
+                    "file speaker closed: %s (%d ms written)",
+                    self.path,
+                    samples_to_ms(writer.samples_written),
+                )
+                writer.close()
 
     def _wake(self) -> None:
         alarm = self._alarm
@@ -249,7 +251,10 @@ class FileSpeaker:
         report = self._report
         if report is not None:
             for tag, samples in played:
-                report(tag, samples)
+                try:
+                    report(tag, samples)
+                except Exception:  # the others are still owed their reports
+                    logger.exception("file speaker: a played report failed")
 
     def _take_period(self, parts: list[bytes], played: list[tuple[Hashable, int]]) -> None:
         """Dequeue up to one period, across segment boundaries, onto ``parts`` and ``played``.

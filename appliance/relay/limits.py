@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict, deque
 
-__all__ = ["AttemptLimiter", "FailureLimiter"]
+__all__ = ["AttemptLimiter", "FailureLimiter", "address_key"]
 
 
 class AttemptLimiter:
@@ -42,30 +43,21 @@ class AttemptLimiter:
             del self._attempts[key]
 
 
-class _Failures:
-    """One key's recent failures (oldest first) and the end of its block."""
-
-    __slots__ = ("blocked_until", "times")
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.blocked_until = 0.0
-
-
 class FailureLimiter:
     """Blocks a key for ``window_s`` seconds once it fails ``limit`` times within ``window_s``.
 
-    The keys are the addresses devices connect from, and they cost nothing to
-    make up, so at most ``max_keys`` are tracked. Keys are kept in the order of
-    their last failure, which is also the order their history expires in (a
-    block lasts ``window_s`` from the last failure, and a blocked key's
-    attempts are not counted): expired keys are dropped from the front, and
-    when all ``max_keys`` are live the one closest to expiring makes room.
+    The keys are the addresses devices connect from (see :func:`address_key`),
+    and they cost nothing to make up, so memory is bounded twice over: at most
+    ``max_keys`` keys are counted and at most ``max_keys`` blocked, each table
+    in the order its entries expire. A key whose history is a window old is
+    forgotten; when the counting table is full, the key closest to expiring
+    makes room. A flood of new keys, each failing once, therefore never
+    lifts a block: blocked keys are only ever dropped for other blocked keys.
 
     Args:
         limit: Failures allowed within a window; the last of them starts the block.
         window_s: The window's length, and the block's (seconds).
-        max_keys: Keys tracked at most.
+        max_keys: Keys counted at most, and keys blocked at most.
     """
 
     def __init__(self, limit: int, *, window_s: float = 60.0, max_keys: int = 10_000) -> None:
@@ -74,11 +66,12 @@ class FailureLimiter:
         self._limit = limit
         self._window_s = window_s
         self._max_keys = max_keys
-        self._keys: OrderedDict[str, _Failures] = OrderedDict()
+        self._counting: OrderedDict[str, list[float]] = OrderedDict()  # by last failure
+        self._blocked: OrderedDict[str, float] = OrderedDict()  # until when, by block start
 
     def __len__(self) -> int:
-        """The number of keys tracked."""
-        return len(self._keys)
+        """The number of keys tracked, counted or blocked."""
+        return len(self._counting) + len(self._blocked)
 
     def blocked(self, key: str, now: float) -> float:
         """The seconds ``key``'s block lasts after ``now`` (seconds, any monotonic clock).
@@ -86,10 +79,10 @@ class FailureLimiter:
         Returns:
             More than 0 while ``key`` is blocked, else 0.
         """
-        failures = self._keys.get(key)
-        if failures is None or failures.blocked_until <= now:
+        until = self._blocked.get(key)
+        if until is None or until <= now:
             return 0.0
-        return failures.blocked_until - now
+        return until - now
 
     def failed(self, key: str, now: float) -> bool:
         """Counts a failure by ``key`` at ``now`` (seconds, any monotonic clock).
@@ -99,32 +92,45 @@ class FailureLimiter:
         Returns:
             True if this failure blocked ``key``: once per block.
         """
-        if self.blocked(key, now) > 0:
-            return False
         self._expire(now)
-        failures = self._keys.pop(key, None)
-        if failures is None:
-            failures = _Failures()
-            while len(self._keys) >= self._max_keys:
-                self._keys.popitem(last=False)
-        self._keys[key] = failures  # last: the latest failure
-        times = failures.times
-        start = 0
-        while start < len(times) and times[start] <= now - self._window_s:
-            start += 1
-        del times[:start]
+        if key in self._blocked:
+            return False
+        times = self._counting.pop(key, None)
+        if times is None:
+            times = []
+            while len(self._counting) >= self._max_keys:
+                self._counting.popitem(last=False)
+        while times and times[0] <= now - self._window_s:
+            del times[0]
         times.append(now)
         if len(times) < self._limit:
+            self._counting[key] = times  # last: the latest failure
             return False
-        times.clear()
-        failures.blocked_until = now + self._window_s
+        while len(self._blocked) >= self._max_keys:
+            self._blocked.popitem(last=False)
+        self._blocked[key] = now + self._window_s
         return True
 
     def _expire(self, now: float) -> None:
-        """Drops the keys whose last failure, and so any block, is a window old."""
-        while self._keys:
-            key, failures = next(iter(self._keys.items()))
-            last = failures.times[-1] if failures.times else failures.blocked_until - self._window_s
-            if last > now - self._window_s:
-                return
-            del self._keys[key]
+        """Drops the blocks that are over, and the histories a window old."""
+        while self._blocked and next(iter(self._blocked.values())) <= now:
+            self._blocked.popitem(last=False)
+        while self._counting and next(iter(self._counting.values()))[-1] <= now - self._window_s:
+            self._counting.popitem(last=False)
+
+
+def address_key(host: str) -> str:
+    """What an address is counted as: itself for IPv4, its /64 for IPv6.
+
+    One IPv6 host usually holds a whole /64 and may use a new address for
+    every attempt; an IPv4 address mapped into IPv6 counts as the IPv4 one.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -23,7 +23,7 @@ from appliance.relay.bridge import Bridge
 from appliance.relay.codes import REPLACED, REVOKED
 from appliance.relay.config import RelayConfig
 from appliance.relay.devices import Device, DeviceRegistry
-from appliance.relay.limits import AttemptLimiter, FailureLimiter
+from appliance.relay.limits import AttemptLimiter, FailureLimiter, address_key
 from appliance.relay.policy import Policy
 from appliance.upstream_http import http_error
 
@@ -311,10 +311,10 @@ def _tls_context(config: RelayConfig) -> ssl.SSLContext | None:
 
 
 def _address(connection: ServerConnection) -> str:
-    """The IP address ``connection`` comes from, without the port."""
+    """Who ``connection`` comes from, for counting bad tokens: see :func:`address_key`."""
     address = connection.remote_address
     if isinstance(address, tuple) and address:
-        return str(address[0])
+        return address_key(str(address[0]))
     return str(address)
 
 
