@@ -17,9 +17,14 @@ MarkName = Literal["pressed", "released", "committed", "first_audio", "played_ou
 
 @dataclass(frozen=True)
 class ReplyTag:
-    """Tags the reply audio of one turn in the speaker's queue."""
+    """Tags the reply audio of one turn in the speaker's queue.
+
+    A reply asked for again (its session was lost before any of it was heard)
+    is a new attempt: a late report of the first one is not taken for it.
+    """
 
     turn: int
+    attempt: int = 0
 
 
 @dataclass(frozen=True)

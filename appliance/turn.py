@@ -35,7 +35,6 @@ from appliance.effects import (
     Outcome,
     PlayAudio,
     PlayCue,
-    ReplyTag,
     SessionReady,
     StopPlayback,
     TurnDone,
@@ -365,7 +364,7 @@ class TurnMachine:
                 self._speaker_busy_from = now - pcm.samples_to_s(samples)
             self._speaker_busy_until = now + self._echo_tail_s
         turn = self._turn
-        if turn is None or tag != ReplyTag(turn.number) or self._state is not TurnState.SPEAKING:
+        if turn is None or tag != turn.reply_tag or self._state is not TurnState.SPEAKING:
             return  # a report late for a reply that was stopped and is asked for again
         if turn.first_play_at is None:
             turn.first_play_at = now
@@ -479,7 +478,7 @@ class TurnMachine:
             turn.reply_item_id = event.item_id
             self._effects.append(Mark("first_audio", turn.number, now))
         turn.reply_queued += len(event.audio) // pcm.SAMPLE_BYTES
-        self._effects.append(PlayAudio(event.audio, ReplyTag(turn.number)))
+        self._effects.append(PlayAudio(event.audio, turn.reply_tag))
 
     def _after_response_done(
         self, session: Session, event: events.ResponseDone, now: float

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from appliance.audio import pcm
-from appliance.effects import Outcome, TurnMetrics
+from appliance.effects import Outcome, ReplyTag, TurnMetrics
 
 
 def _ms(start: float | None, end: float | None) -> int | None:
@@ -45,10 +45,17 @@ class Turn:
     """Samples of reply audio handed to the speaker."""
     reply_played: int = 0
     """Samples of reply audio the speaker reported as played."""
+    reply_attempt: int = 0
+    """Replies forgotten unheard so far: the current one's attempt number."""
     transcript: str = ""
     """The reply's transcript, as far as it arrived."""
     user_item_id: str | None = None
     """The conversation item the committed audio became."""
+
+    @property
+    def reply_tag(self) -> ReplyTag:
+        """The tag of the current reply's audio in the speaker's queue."""
+        return ReplyTag(self.number, self.reply_attempt)
 
     @property
     def played_ms(self) -> int:
@@ -56,7 +63,8 @@ class Turn:
         return pcm.samples_to_ms(self.reply_played)
 
     def forget_reply(self) -> None:
-        """Forget a reply that arrived in part but was never heard."""
+        """Forget a reply that arrived in part but was never heard: the next is a new attempt."""
+        self.reply_attempt += 1
         self.first_audio_at = None
         self.first_play_at = None
         self.reply_item_id = None

@@ -297,8 +297,11 @@ def test_session_lost_before_any_reply_was_heard_asks_again() -> None:
     )
     assert resent == CHUNK * 10
     h.reply(response="r2", samples=480)
+    assert [e.tag for e in h.of(PlayAudio)][-1] == ReplyTag(1, attempt=1)
     h.response_done("r2")
-    h.played(ReplyTag(1), 480)
+    h.played(ReplyTag(1), 480)  # late news of the first reply, stopped unheard: not this one
+    assert not h.done()
+    h.played(ReplyTag(1, attempt=1), 480)
     assert h.done()[0].metrics.outcome == "replied"
 
 
