@@ -96,6 +96,28 @@ echo done
 """
 
 
+WAITING_SCRIPT = r"""
+set -u
+out=/x/out
+show() { systemctl show appliance.service -p "$1" --value; }
+wait_until() {  # seconds command...
+    local limit=$1; shift
+    for ((i = 0; i < limit * 10; i++)); do "$@" && return 0; sleep 0.1; done
+    echo "timed out: $*"; return 1
+}
+waiting() { show StatusText | grep -q "waiting for the microphone"; }
+given_up() { journalctl -u appliance.service -o cat | grep -q "giving up"; }
+
+wait_until 60 waiting
+sleep 6  # past TimeoutStartSec=4s: a start that did not push it away would be killed by now
+systemctl show appliance.service -p ActiveState -p SubState -p StatusText > $out/waiting.txt
+wait_until 60 given_up
+sleep 1  # systemd's own lines about the exit
+journalctl -u appliance.service -o json > $out/appliance.json
+echo done
+"""
+
+
 def write(path: Path, text: str, mode: int = 0o644) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -131,7 +153,13 @@ def journal_entries(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_the_shipped_unit_under_real_systemd(tmp_path: Path) -> None:
+def boot(tmp_path: Path, *, config: str, check_script: str, drop_in: str = "") -> tuple[Path, str]:
+    """Boot a container that runs the shipped unit with ``config``, and ``check_script``.
+
+    Returns:
+        The folder the check script wrote its findings to, and a report of the
+        console and the check's log for failed assertions.
+    """
     root = tmp_path / "x"
     root.mkdir(mode=0o755)
     root.chmod(0o755)  # the service's dynamic user reads the microphone file and the launcher
@@ -144,25 +172,21 @@ def test_the_shipped_unit_under_real_systemd(tmp_path: Path) -> None:
     # Only the credential can supply the key: the configured key file does not exist,
     # and the credential's source is root's alone, unreadable by the service's user.
     write(root / "etc" / "openai-api-key", KEY + "\n", 0o600)
-    write(
-        root / "etc" / "appliance.toml",
-        f'[upstream]\nurl = "ws://127.0.0.1:{EMULATOR_PORT}/v1/realtime"\n'
-        'api_key_file = "/nonexistent/openai-api-key"\n'
-        '[audio]\nbackend = "file"\ninput = "/x/in.wav"\noutput = "/run/appliance/out.wav"\n'
-        '[button]\nbackend = "script"\nscript = [[0.5, "press"], [2.5, "release"]]\n',
-    )
+    write(root / "etc" / "appliance.toml", config)
     (root / "etc").chmod(0o755)
     units = tmp_path / "units"
     unit = write(
         units / "appliance.service", substituted(executable="/x/bin/appliance", etc="/x/etc/")
     )
-    write(root / "check.sh", CHECK_SCRIPT)
+    write(root / "check.sh", check_script)
     mounted = {
         "appliance.service": unit,
         "appliance-emulator.service": write(units / "appliance-emulator.service", EMULATOR_UNIT),
         "appliance-check.service": write(units / "appliance-check.service", CHECK_UNIT),
         "appliance-test.target": write(units / "appliance-test.target", TARGET),
     }
+    if drop_in:
+        mounted["appliance.service.d/test.conf"] = write(units / "test.conf", drop_in)
     command = [
         "systemd-nspawn",
         "--directory=/",
@@ -193,6 +217,18 @@ def test_the_shipped_unit_under_real_systemd(tmp_path: Path) -> None:
     report = f"console:\n{console.read_text()[-3000:]}\ncheck:\n{check_log}"
     assert container.returncode == 0, report
     assert "timed out" not in check_log, report
+    return out, report
+
+
+def test_the_shipped_unit_under_real_systemd(tmp_path: Path) -> None:
+    out, _ = boot(
+        tmp_path,
+        config=f'[upstream]\nurl = "ws://127.0.0.1:{EMULATOR_PORT}/v1/realtime"\n'
+        'api_key_file = "/nonexistent/openai-api-key"\n'
+        '[audio]\nbackend = "file"\ninput = "/x/in.wav"\noutput = "/run/appliance/out.wav"\n'
+        '[button]\nbackend = "script"\nscript = [[0.5, "press"], [2.5, "release"]]\n',
+        check_script=CHECK_SCRIPT,
+    )
 
     # Type=notify: systemd reported the service started only after the daemon's READY=1.
     started = (out / "started.txt").read_text()
@@ -236,3 +272,28 @@ def test_the_shipped_unit_under_real_systemd(tmp_path: Path) -> None:
     for name in ("started.txt", "replied.txt", "restarted.txt"):
         assert KEY not in (out / name).read_text()
     assert "StatusText=ready" in (out / "replied.txt").read_text()
+
+
+def test_a_microphone_missing_at_start_is_waited_for_past_the_start_timeout(
+    tmp_path: Path,
+) -> None:
+    """Real systemd: the start timeout is pushed away while the device is waited for."""
+    out, report = boot(
+        tmp_path,
+        config=f'[upstream]\nurl = "ws://127.0.0.1:{EMULATOR_PORT}/v1/realtime"\n'
+        'api_key_file = "/nonexistent/openai-api-key"\n'
+        '[audio]\nbackend = "pyaudio"\ninput = "no such microphone"\n'
+        'output = "no such speaker"\nlost_exit_s = 12\n'
+        '[button]\nbackend = "script"\nscript = []\n',
+        check_script=WAITING_SCRIPT,
+        drop_in="[Service]\nTimeoutStartSec=4s\n",
+    )
+    waiting = (out / "waiting.txt").read_text()
+    assert "ActiveState=activating" in waiting and "SubState=start" in waiting, waiting
+    assert "StatusText=error: waiting for the microphone: " in waiting, waiting
+    messages = [str(e.get("MESSAGE", "")) for e in journal_entries(out / "appliance.json")]
+    tries = [m for m in messages if "no such microphone" in m and "trying again in" in m]
+    assert len(tries) >= 4, report  # 0.5, 1, 2, 4 s apart, and so on
+    assert any("the microphone is still missing after 12 s: giving up" in m for m in messages)
+    assert not any("timed out" in m.lower() for m in messages), messages
+    assert any("status=1/FAILURE" in m for m in messages), messages
