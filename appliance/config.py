@@ -117,7 +117,9 @@ class AudioConfig:
     stall_s: float = 2.0
     """A device silent this long (seconds) shows the error and is reopened."""
     lost_exit_s: float = 300.0
-    """No audio for this long (seconds) ends the process, for systemd to restart it."""
+    """No audio for this long (seconds) ends the process, for systemd to restart it.
+
+    It also bounds the wait for a sound device missing at start."""
     half_duplex: bool = True
     """Silence the microphone while the speaker plays, and ``echo_tail_ms`` after."""
     echo_tail_ms: int = 150

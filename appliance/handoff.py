@@ -1,4 +1,8 @@
-"""A bounded, drop-oldest queue that foreign threads feed through the event loop."""
+"""Bounded, drop-oldest queues from device threads to the event loop.
+
+:class:`Handoff` wakes the loop for each item (a button's edges);
+:class:`Batches` wakes it once per batch (fifty audio periods a second).
+"""
 
 from __future__ import annotations
 

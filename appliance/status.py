@@ -55,7 +55,7 @@ class Companion(Protocol):
         """The devices are open: the daemon is ready in the systemd sense."""
 
     def status(self, status: Status) -> None:
-        """The status changed."""
+        """The status changed (or is told again: each try for a device still missing)."""
 
     def stopping(self) -> None:
         """The daemon is on its way out."""

@@ -49,7 +49,7 @@ class Speaker(Protocol):
     """Why the device is not playing now (it is being reopened), in plain words, or None."""
 
     async def open(self, report: PlayedReport) -> None:
-        """Open the device; ``report`` is told what is played, period by period.
+        """Open the device; ``report`` is told what is played, as it is played.
 
         Raises:
             AudioDeviceError: the device cannot be opened.

@@ -2,7 +2,8 @@
 
 The top panel shows the whole turn on one time axis (seconds from the press):
 the button held, each ``input_audio_buffer.append`` reaching the emulator,
-each reply delta leaving it, and the periods the speaker was handed. The
+each reply delta leaving it, and the spans of audio each write to the output
+file covers (a block written ahead, or what was just played). The
 bottom panel zooms on the release (milliseconds after it): the commit and
 ``response.create`` arriving upstream, the first delta sent and received,
 and the first sample handed to the speaker.
