@@ -13,6 +13,7 @@ from appliance.audio.convert import CaptureConverter
 from appliance.audio.ports import ChunkSink
 from appliance.errors import AudioDeviceError
 from appliance.handoff import Batches
+from appliance.patience import RETRY_BASE_S, open_patiently
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +29,6 @@ turn, not by when it came. A batch is never longer than a quarter of
 
 WAITING_MS = 1000
 """Captured audio that may wait for a late event loop before the oldest is dropped."""
-
-REOPEN_BASE_S = 0.5
-"""First wait before reopening a failed device (seconds); it doubles up to ``REOPEN_MAX_S``."""
-
-REOPEN_MAX_S = 10.0
-"""Longest wait between two attempts to reopen a failed device (seconds)."""
 
 
 class _Stream:
@@ -235,17 +230,9 @@ class PyAudioMicrophone:
         raise AudioDeviceError(f"no audio for {self._stall_s:g} s")
 
     async def _reopen(self) -> None:
-        delay_s = REOPEN_BASE_S
-        while True:
-            await asyncio.sleep(delay_s)
-            try:
-                await self._start()
-            except AudioDeviceError as exc:
-                delay_s = min(delay_s * 2, REOPEN_MAX_S)
-                logger.warning("microphone still unavailable (%s); next try in %g s", exc, delay_s)
-                continue
-            self.reopens += 1
-            return
+        await asyncio.sleep(RETRY_BASE_S)
+        await open_patiently("microphone", self._start, give_up_at=None, waiting=_nobody)
+        self.reopens += 1
 
     async def close(self) -> None:
         """Stop capturing and release the device. Idempotent."""
@@ -254,3 +241,7 @@ class PyAudioMicrophone:
             task.cancel()
             await asyncio.wait([task])
         await self._stop()
+
+
+def _nobody(why: str) -> None:
+    """The daemon sees a lost microphone by its silence: nobody else needs telling."""

@@ -14,6 +14,7 @@ from appliance.audio import pcm, portaudio
 from appliance.audio.playout import Played, Playout
 from appliance.audio.ports import PlayedReport
 from appliance.errors import AudioDeviceError
+from appliance.patience import RETRY_BASE_S, open_patiently
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +27,6 @@ captured audio and on a press), so this is only the pace when nobody asks."""
 
 PIECE_BYTES = pcm.ms_to_bytes(100)
 """Audio resampled per hold of the lock that the device's callback also takes."""
-
-REOPEN_BASE_S = 0.5
-"""First wait before reopening a failed device (seconds); it doubles up to ``REOPEN_MAX_S``."""
-
-REOPEN_MAX_S = 10.0
-"""Longest wait between two attempts to reopen a failed device (seconds)."""
 
 
 class PyAudioSpeaker:
@@ -294,17 +289,10 @@ class PyAudioSpeaker:
             logger.error("speaker lost: no callback for %g s; reopening it", self._stall_s)
             self.trouble = f"the speaker stopped playing {self._stall_s:g} s ago; reopening it"
             await self._stop_stream()
-            delay_s = REOPEN_BASE_S
-            while True:
-                await asyncio.sleep(delay_s)
-                try:
-                    await self._start()
-                except AudioDeviceError as exc:
-                    delay_s = min(delay_s * 2, REOPEN_MAX_S)
-                    logger.warning("speaker still unavailable (%s); next try in %g s", exc, delay_s)
-                    self.trouble = f"{exc}; next try in {delay_s:g} s"
-                    continue
-                self.reopens += 1
-                self.trouble = None
-                logger.info("speaker back")
-                break
+            await asyncio.sleep(RETRY_BASE_S)
+            await open_patiently("speaker", self._start, give_up_at=None, waiting=self._waiting)
+            self.reopens += 1
+            self.trouble = None
+
+    def _waiting(self, why: str) -> None:
+        self.trouble = why
